@@ -1,10 +1,22 @@
-"""Command-line entry point: a thin click group over the typed configs of each subcommand."""
+"""Command-line entry point: a thin click layer over the typed configs of each subcommand.
+
+`serve`'s options are generated from `BridgeConfig`'s fields, so every setting has a flag,
+a config-file key and (where conventional) an env var, with one help text.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from bridge import __version__
+from bridge.config import FIELDS, BridgeConfig, load_config
+from bridge.errors import ConfigError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -12,9 +24,94 @@ from bridge import __version__
 def main() -> None:
     """resp-bridge: let unmodified Redis clients use a Redis reachable only over HTTP.
 
-    `serve` runs the RESP bridge; `devserver` runs a local Upstash-compatible REST server in
-    front of a real redis-server.
+    \b
+    serve      run the RESP bridge (default 127.0.0.1:6379) in front of an
+               Upstash-compatible REST API
+    devserver  run a local Upstash-compatible REST server in front of redis-server
     """
+
+
+def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One click option per BridgeConfig field (default None: 'not given on the command line')."""
+    for f in reversed(dataclasses.fields(BridgeConfig)):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"]
+        if f.metadata.get("env"):
+            help_text += f" [env: {f.metadata['env']}]"
+        default = f.default
+        if default is not None and not f.metadata.get("secret"):
+            shown = oct(default) if f.name == "unixsocketperm" else default
+            help_text += f" [default: {shown}]"
+        if f.type == "bool":
+            decl = f"{flag}/--no-{flag[2:]}"
+            func = click.option(decl, f.name, default=None, help=help_text)(func)
+        else:
+            kind: Any = {"int": int, "float": float}.get(str(f.type), str)
+            if f.name == "unixsocketperm":
+                kind = str
+            func = click.option(flag, f.name, type=kind, default=None, help=help_text)(func)
+    return func
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request with its URL at INFO; keep it for debugging only.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML config file; keys are the option names with underscores (e.g. max_in_flight).",
+)
+@_config_options
+def serve(config_file: str | None, **options: Any) -> None:
+    """Accept Redis clients (RESP2) and execute their commands on a REST API.
+
+    The upstream comes from --url/--token, UPSTASH_REDIS_REST_URL/UPSTASH_REDIS_REST_TOKEN or
+    the config file. With none of them, an embedded local redis-server + devserver is started,
+    so the bridge works out of the box. Precedence: flag > env var > config file > default.
+    """
+    import trio
+
+    from bridge.server.app import serve_forever
+
+    cli_values = {k: v for k, v in options.items() if k in FIELDS}
+    try:
+        config = load_config(cli=cli_values, config_file=config_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    _setup_logging(config.log_level)
+    try:
+        trio.run(serve_forever, config)
+    except BaseException as exc:  # trio wraps task errors in exception groups
+        leaf = first_leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            return
+        if isinstance(leaf, ConfigError):
+            logging.getLogger("bridge").error("%s", leaf)
+            sys.exit(2)
+        if isinstance(leaf, OSError):
+            logging.getLogger("bridge").error(
+                "cannot start: %s (is another server already using the port? try --port)", leaf
+            )
+            sys.exit(1)
+        raise
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _register() -> None:

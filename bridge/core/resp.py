@@ -293,3 +293,39 @@ def _parse_at(buf: bytes, pos: int) -> tuple[object, int]:
             items.append(item)
         return items, nxt
     raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
+
+
+# --- RESP3 pieces the bridge builds itself (local replies) ----------------------------------
+
+
+def encode_null(proto: int) -> bytes:
+    return b"_\r\n" if proto == 3 else NULL_BULK
+
+
+def encode_map(pairs: Sequence[tuple[bytes, bytes]], proto: int) -> bytes:
+    """A map of already-encoded keys and values: `%N` in RESP3, a flat array in RESP2."""
+    head = b"%%%d\r\n" % len(pairs) if proto == 3 else b"*%d\r\n" % (2 * len(pairs))
+    return head + b"".join(k + v for k, v in pairs)
+
+
+def encode_verbatim(text: bytes, proto: int, fmt: bytes = b"txt") -> bytes:
+    """Verbatim string (`=`) in RESP3, as Redis sends INFO and CLIENT INFO; bulk in RESP2."""
+    if proto != 3:
+        return encode_bulk(text)
+    return b"=%d\r\n%s:%s\r\n" % (len(text) + 4, fmt, text)
+
+
+def encode_array(items: Sequence[bytes]) -> bytes:
+    """An array of already-encoded items."""
+    return b"*%d\r\n" % len(items) + b"".join(items)
+
+
+def encode_set(items: Sequence[bytes], proto: int) -> bytes:
+    head = b"~%d\r\n" % len(items) if proto == 3 else b"*%d\r\n" % len(items)
+    return head + b"".join(items)
+
+
+def encode_push(items: Sequence[bytes], proto: int) -> bytes:
+    """Out-of-band data (pub/sub messages): `>` in RESP3, a plain array in RESP2."""
+    head = b">%d\r\n" % len(items) if proto == 3 else b"*%d\r\n" % len(items)
+    return head + b"".join(items)

@@ -1,0 +1,210 @@
+"""The bridge's one typed configuration schema: defaults, help text, TOML keys, flags, env vars.
+
+Each field of `BridgeConfig` carries its help text and optional env var in its metadata; the
+CLI options, the config-file keys and `check-config` output are all derived from it, so a new
+setting is added in exactly one place. Precedence: flag > env var > config file > default.
+Validation happens once, at load, and errors name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.errors import ConfigError
+
+MB = 1024 * 1024
+
+
+def _opt(default: Any, help: str, *, env: str | None = None, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "env": env, "secret": secret})
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """Effective settings of `resp-bridge serve` (see README for the full table)."""
+
+    url: str | None = _opt(
+        None,
+        "REST URL of the upstream database (https://...upstash.io). Without URL and token the "
+        "bridge starts an embedded local redis-server + devserver.",
+        env="UPSTASH_REDIS_REST_URL",
+    )
+    token: str | None = _opt(
+        None, "REST token of the upstream database.", env="UPSTASH_REDIS_REST_TOKEN", secret=True
+    )
+    bind: str = _opt("127.0.0.1", "Address to listen on for Redis clients.")
+    port: int = _opt(6379, "TCP port for Redis clients (0 picks a free port; -1 disables TCP).")
+    unixsocket: str | None = _opt(None, "Also listen on this unix socket path.")
+    unixsocketperm: int = _opt(0o600, "Permissions of the unix socket (octal in files: 0o600).")
+    requirepass: str | None = _opt(
+        None, "Require clients to AUTH with this password.", secret=True
+    )
+    max_clients: int = _opt(10000, "Most simultaneous client connections (like maxclients).")
+    max_batch_commands: int = _opt(
+        1000, "Most commands in one /pipeline request (Upstash's own SDK caps at 1000)."
+    )
+    max_batch_bytes: int = _opt(
+        2 * MB, "Soft cap on the request body of one /pipeline (one big command may exceed it)."
+    )
+    max_request_bytes: int = _opt(
+        10 * MB, "Largest request the upstream accepts (Upstash free tier: 10 MB); bigger commands "
+        "are refused locally."
+    )
+    max_in_flight: int = _opt(8, "Most upstream HTTP requests in flight at once.")
+    upstream_timeout_s: float = _opt(
+        3.0, "Seconds to wait for an upstream answer; kept below clients' usual 5 s timeout."
+    )
+    connect_timeout_s: float = _opt(2.0, "Seconds to establish an upstream connection.")
+    response_format: str = _opt(
+        "auto", "Upstream reply format for /pipeline: auto (probe at start), resp2 or json."
+    )
+    http2: bool = _opt(True, "Use HTTP/2 to https upstreams (multiplexes in-flight requests).")
+    max_query_buffer_bytes: int = _opt(
+        256 * MB, "Most unparsed bytes buffered per client (Redis: client-query-buffer-limit)."
+    )
+    max_bulk_bytes: int = _opt(
+        100 * MB, "Largest single argument accepted (Redis: proto-max-bulk-len)."
+    )
+    max_args: int = _opt(1024 * 1024, "Most arguments in one command.")
+    max_inline_bytes: int = _opt(64 * 1024, "Longest inline (telnet-style) command line.")
+    max_pending_replies: int = _opt(
+        10000, "Replies a client may have outstanding before the bridge stops reading from it."
+    )
+    idle_timeout_s: float = _opt(0.0, "Close clients idle this long (0 = never, like Redis).")
+    log_level: str = _opt("info", "Log level: debug, info, warning or error.")
+    redis_server: str = _opt(
+        "redis-server", "redis-server binary for the embedded default upstream."
+    )
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with secrets masked, for logs, check-config and admin."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = "<redacted>"
+            out[f.name] = value
+        return out
+
+    @property
+    def embedded(self) -> bool:
+        """True when no upstream is configured: run the local redis-server + devserver."""
+        return not self.url and not self.token
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(BridgeConfig)}
+_CHOICES = {
+    "response_format": ("auto", "resp2", "json"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+def load_config(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BridgeConfig:
+    """Merge file, environment and flags (in rising precedence) and validate the result."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_read_file(Path(config_file)))
+    env = os.environ if environ is None else environ
+    for name, f in FIELDS.items():
+        var = f.metadata.get("env")
+        if var and env.get(var):
+            values[name] = env[var]
+    for name, value in (cli or {}).items():
+        if value is not None:
+            values[name] = value
+    converted = {name: _convert(name, value) for name, value in values.items()}
+    config = BridgeConfig(**converted)
+    validate(config)
+    return config
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Accept both a flat file and one with a [bridge] table.
+    if isinstance(data.get("bridge"), dict):
+        data = {**{k: v for k, v in data.items() if k != "bridge"}, **data["bridge"]}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(FIELDS))})")
+        out[name] = value
+    return out
+
+
+def _convert(name: str, value: Any) -> Any:
+    kind = FIELDS[name].type
+    try:
+        if kind in ("int", int) or kind == "int":
+            if isinstance(value, str):
+                return int(value, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(value)
+            return value
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return None if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: invalid value {value!r} (expected {kind})") from None
+
+
+def validate(config: BridgeConfig) -> None:
+    """Raise ConfigError naming the first bad key, with what to do about it."""
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ConfigError(f"{name}: must be one of {', '.join(choices)}")
+    if bool(config.url) != bool(config.token):
+        missing = "token" if config.url else "url"
+        raise ConfigError(
+            f"{missing}: an upstream needs both a URL and a token "
+            "(UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN); give both or neither"
+        )
+    if config.url:
+        parts = urlsplit(config.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"url: {config.url!r} is not an http(s) URL")
+    if not -1 <= config.port <= 65535:
+        raise ConfigError("port: must be between 0 and 65535 (or -1 to disable TCP)")
+    if config.port < 0 and not config.unixsocket:
+        raise ConfigError("port: TCP is disabled (-1) and no unixsocket is set: nothing to serve")
+    positive = (
+        "max_clients", "max_batch_commands", "max_batch_bytes", "max_request_bytes",
+        "max_in_flight", "max_query_buffer_bytes", "max_bulk_bytes", "max_args",
+        "max_inline_bytes", "max_pending_replies",
+    )  # fmt: skip
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{name}: must be a positive number")
+    for name in ("upstream_timeout_s", "connect_timeout_s"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{name}: must be a positive number of seconds")
+    if config.idle_timeout_s < 0:
+        raise ConfigError("idle_timeout_s: must be 0 (off) or positive")
+    if not 0 <= config.unixsocketperm <= 0o777:
+        raise ConfigError("unixsocketperm: must be a file mode such as 0o600")

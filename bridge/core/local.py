@@ -1,0 +1,448 @@
+"""Commands the bridge answers itself: the connection handshake and introspection.
+
+Real clients send these on connect (redis-py: HELLO, AUTH, CLIENT SETNAME/SETINFO, SELECT;
+redis-cli: COMMAND DOCS; redis-benchmark: CONFIG GET save/appendonly) and must get exactly
+what Redis gives. Each handler returns `(reply_bytes, close_after)`, or a `Forward` when the
+answer needs the upstream (INFO). No I/O.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bridge import __version__, errors
+from bridge.core import commands
+from bridge.core.commands import CommandSpec
+from bridge.core.resp import (
+    OK,
+    encode_array,
+    encode_bulk,
+    encode_error,
+    encode_int,
+    encode_map,
+    encode_null,
+    encode_resp2,
+    encode_status,
+    encode_verbatim,
+    frame_end,
+    parse_frame,
+)
+
+if TYPE_CHECKING:
+    from bridge.core.session import Forward, Session
+
+Result = "tuple[bytes, bool] | Forward"
+
+#: Version announced in HELLO when the upstream's is unknown (feature checks like RQ's need >= 6.2).
+DEFAULT_SERVER_VERSION = "7.2.0"
+
+#: CONFIG GET answers for what clients and tools read at start; the provider manages the rest.
+STATIC_CONFIG: dict[str, str] = {
+    "save": "",
+    "appendonly": "no",
+    "databases": "1",
+    "maxmemory": "0",
+    "maxmemory-policy": "noeviction",
+    "timeout": "0",
+    "maxclients": "10000",
+    "cluster-enabled": "no",
+    "slowlog-log-slower-than": "10000",
+    "notify-keyspace-events": "",
+    "proto-max-bulk-len": str(100 * 1024 * 1024),
+    "lua-time-limit": "5000",
+    "busy-reply-threshold": "5000",
+}
+
+
+def run(session: Session, args: list[bytes], spec: CommandSpec) -> tuple[bytes, bool] | Forward:
+    handler = _HANDLERS.get(spec.name)
+    if handler is None:
+        container = spec.name.split("|")[0]
+        if "|" in spec.name or len(args) > 1 and spec.subcommands:
+            return encode_error(errors.unknown_subcommand(args[1], container)), False
+        return encode_error(errors.refused(spec.name, "not implemented by the bridge")), False
+    return handler(session, args)
+
+
+def _ok(data: bytes) -> tuple[bytes, bool]:
+    return data, False
+
+
+def _err(text: str) -> tuple[bytes, bool]:
+    return encode_error(text), False
+
+
+# -- connection ------------------------------------------------------------------------------
+
+
+def _ping(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    if len(args) > 2:
+        return _err(errors.wrong_arity("ping"))
+    return _ok(encode_bulk(args[1]) if len(args) == 2 else b"+PONG\r\n")
+
+
+def _echo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_bulk(args[1]))
+
+
+def _quit(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return OK, True
+
+
+def _reset(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    session.reset()
+    return _ok(b"+RESET\r\n")
+
+
+def _select(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    try:
+        index = int(args[1])
+    except ValueError:
+        return _err("ERR value is not an integer or out of range")
+    if index == 0:
+        return _ok(OK)
+    return _err(
+        f"ERR SELECT {index} is not supported: the REST API exposes only database 0 "
+        "(use key prefixes instead of database numbers)"
+    )
+
+
+def _auth(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    if len(args) == 2:
+        failure = session.check_password(None, args[1])
+    elif len(args) == 3:
+        failure = session.check_password(args[1], args[2])
+    else:
+        return _err("ERR syntax error")
+    return _err(failure) if failure else _ok(OK)
+
+
+def _hello(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    proto = session.protocol
+    i = 1
+    if len(args) > 1:
+        try:
+            proto = int(args[1])
+        except ValueError:
+            return _err("ERR Protocol version is not an integer or out of range")
+        if proto not in (2, 3):
+            return _err(errors.NOPROTO)
+        i = 2
+    setname: bytes | None = None
+    while i < len(args):
+        opt = args[i].lower()
+        if opt == b"auth" and i + 2 < len(args):
+            failure = session.check_password(args[i + 1], args[i + 2])
+            if failure:
+                return _err(failure)
+            i += 3
+        elif opt == b"setname" and i + 1 < len(args):
+            setname = args[i + 1]
+            if not _valid_name(setname):
+                return _err(_BAD_NAME)
+            i += 2
+        else:
+            return _err(f"ERR Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
+    if not session.authenticated:
+        return _err(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "select the RESP protocol version at the same time"
+        )
+    if setname is not None:
+        session.name = setname
+    session.protocol = proto
+    version = getattr(session.context, "server_version", DEFAULT_SERVER_VERSION)
+    pairs = [
+        (encode_bulk(b"server"), encode_bulk(b"redis")),
+        (encode_bulk(b"version"), encode_bulk(version.encode())),
+        (encode_bulk(b"proto"), encode_int(proto)),
+        (encode_bulk(b"id"), encode_int(session.id)),
+        (encode_bulk(b"mode"), encode_bulk(b"standalone")),
+        (encode_bulk(b"role"), encode_bulk(b"master")),
+        (encode_bulk(b"modules"), b"*0\r\n"),
+    ]
+    return _ok(encode_map(pairs, proto))
+
+
+# -- CLIENT ----------------------------------------------------------------------------------
+
+_BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters."
+
+
+def _valid_name(name: bytes) -> bool:
+    return all(33 <= b <= 126 for b in name)
+
+
+def _client_setname(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    if not _valid_name(args[2]):
+        return _err(_BAD_NAME)
+    session.name = args[2]
+    return _ok(OK)
+
+
+def _client_getname(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_bulk(session.name) if session.name else encode_null(session.protocol))
+
+
+def _client_setinfo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    attr = args[2].lower()
+    if attr == b"lib-name":
+        if not _valid_name(args[3]):
+            return _err("ERR lib-name cannot contain spaces, newlines or special characters.")
+        session.lib_name = args[3]
+    elif attr == b"lib-ver":
+        if not _valid_name(args[3]):
+            return _err("ERR lib-ver cannot contain spaces, newlines or special characters.")
+        session.lib_ver = args[3]
+    else:
+        return _err(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
+    return _ok(OK)
+
+
+def _client_id(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_int(session.id))
+
+
+def client_line(session: Session) -> bytes:
+    """One CLIENT LIST / CLIENT INFO line in Redis 7's format (RQ parses `addr=`)."""
+    multi = -1 if session.multi is None else len(session.multi)
+    fields = (
+        f"id={session.id} addr={session.addr} laddr={session.laddr} fd=-1 "
+        f"name={session.name.decode('latin-1')} age={session.age_s} idle={session.idle_s} "
+        f"flags={session.flags()} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf=0 qbuf-free=0 "
+        f"argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "
+        f"cmd={session.last_command} user=default redir=-1 resp={session.protocol} "
+        f"lib-name={session.lib_name.decode('latin-1')} lib-ver={session.lib_ver.decode('latin-1')}"
+    )
+    return fields.encode("latin-1") + b"\n"
+
+
+def _client_info(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_verbatim(client_line(session), session.protocol))
+
+
+def _client_list(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    wanted: set[int] | None = None
+    if len(args) > 2:
+        if args[2].lower() == b"id" and len(args) > 3:
+            try:
+                wanted = {int(a) for a in args[3:]}
+            except ValueError:
+                return _err("ERR Invalid client ID")
+        elif args[2].lower() == b"type" and len(args) == 4:
+            if args[3].lower() not in (b"normal", b"pubsub", b"master", b"replica", b"slave"):
+                return _err(f"ERR Unknown client type '{args[3].decode('utf-8', 'replace')}'")
+            if args[3].lower() != b"normal":
+                wanted = set()
+        else:
+            return _err("ERR syntax error")
+    lines = b"".join(
+        client_line(s)
+        for s in sorted(session.context.sessions(), key=lambda s: s.id)
+        if wanted is None or s.id in wanted
+    )
+    return _ok(encode_verbatim(lines, session.protocol))
+
+
+def _client_ok(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(OK)
+
+
+def _client_reply(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    mode = args[2].lower()
+    if mode == b"on":
+        session.reply_mode = "on"
+        return _ok(OK)
+    if mode in (b"off", b"skip"):
+        session.reply_mode = mode.decode()
+        return _ok(b"")  # Redis sends nothing for OFF and SKIP
+    return _err("ERR syntax error")
+
+
+def _client_kill(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    if len(args) == 3:  # old form: CLIENT KILL addr:port
+        target = args[2].decode("latin-1")
+        for other in session.context.sessions():
+            if other.addr == target and session.context.kill_client(other.id):
+                return _ok(OK)
+        return _err("ERR No such client")
+    killed = 0
+    i = 2
+    filters: list[Callable[[Session], bool]] = []
+    while i + 1 < len(args):
+        key, value = args[i].lower(), args[i + 1]
+        if key == b"id":
+            try:
+                wanted = int(value)
+            except ValueError:
+                return _err("ERR client-id should be greater than 0")
+            filters.append(lambda s, w=wanted: s.id == w)
+        elif key == b"addr":
+            filters.append(lambda s, v=value.decode("latin-1"): s.addr == v)
+        elif key == b"laddr":
+            filters.append(lambda s, v=value.decode("latin-1"): s.laddr == v)
+        elif key == b"skipme":
+            if value.lower() == b"yes":
+                filters.append(lambda s: s is not session)
+        elif key in (b"user", b"type", b"maxage"):
+            pass
+        else:
+            return _err("ERR syntax error")
+        i += 2
+    if i != len(args):
+        return _err("ERR syntax error")
+    if not any(args[j].lower() == b"skipme" for j in range(2, len(args), 2)):
+        filters.append(lambda s: s is not session)
+    for other in list(session.context.sessions()):
+        if all(f(other) for f in filters) and session.context.kill_client(other.id):
+            killed += 1
+    return _ok(encode_int(killed))
+
+
+def _client_getredir(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_int(-1))
+
+
+def _client_help(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    lines = [
+        "CLIENT <subcommand> [<arg> ...]. Subcommands handled by resp-bridge are:",
+        "ID, INFO, LIST [TYPE normal|pubsub|ID id ...], KILL, GETNAME, SETNAME <name>,",
+        "SETINFO <LIB-NAME|LIB-VER> <value>, REPLY ON|OFF|SKIP, NO-EVICT, NO-TOUCH, GETREDIR.",
+    ]
+    return _ok(encode_array([encode_status(line) for line in lines]))
+
+
+# -- COMMAND ---------------------------------------------------------------------------------
+
+
+def _command(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    specs = sorted(commands.all_commands(), key=lambda s: s.name)
+    return _ok(encode_resp2([commands.command_info_reply(s) for s in specs]))
+
+
+def _command_count(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_int(sum(1 for _ in commands.all_commands())))
+
+
+def _command_list(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    names = sorted(s.name for s in commands.all_commands())
+    return _ok(encode_array([encode_bulk(n.encode()) for n in names]))
+
+
+def _command_info(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    if len(args) == 2:
+        return _command(session, args)
+    out = []
+    for name in args[2:]:
+        spec = commands.lookup(name)
+        out.append(commands.command_info_reply(spec) if spec else None)
+    data = encode_resp2(out)
+    if session.protocol == 3:
+        data = data.replace(b"$-1\r\n", b"_\r\n") if None in out else data
+    return _ok(data)
+
+
+def _command_docs(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    specs = (
+        [s for s in (commands.lookup(n) for n in args[2:]) if s is not None]
+        if len(args) > 2
+        else sorted(commands.all_commands(), key=lambda s: s.name)
+    )
+    pairs = []
+    for spec in specs:
+        docs = commands.command_docs_reply(spec)
+        pairs.append((encode_bulk(spec.name.encode()), _doc_value(docs, session.protocol)))
+    return _ok(encode_map(pairs, session.protocol))
+
+
+def _doc_value(docs: object, proto: int) -> bytes:
+    """COMMAND DOCS entries are maps in RESP3: turn the flat [k, v, ...] lists into maps."""
+    if proto != 3 or not isinstance(docs, list):
+        return encode_resp2(docs)
+    pairs = []
+    for i in range(0, len(docs) - 1, 2):
+        key, value = docs[i], docs[i + 1]
+        if key in (b"subcommands",) and isinstance(value, list):
+            inner = [
+                (encode_resp2(value[j]), _doc_value(value[j + 1], proto))
+                for j in range(0, len(value) - 1, 2)
+            ]
+            pairs.append((encode_resp2(key), encode_map(inner, proto)))
+        elif key == b"arguments" and isinstance(value, list):
+            pairs.append(
+                (encode_resp2(key), encode_array([_doc_value(a, proto) for a in value]))
+            )
+        else:
+            pairs.append((encode_resp2(key), encode_resp2(value)))
+    return encode_map(pairs, proto)
+
+
+# -- CONFIG GET / INFO -----------------------------------------------------------------------
+
+
+def _config_get(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    found: dict[str, str] = {}
+    for pattern in args[2:]:
+        pat = pattern.decode("utf-8", "replace").lower()
+        for key, value in STATIC_CONFIG.items():
+            if fnmatch.fnmatchcase(key, pat):
+                found[key] = value
+    pairs = [(encode_bulk(k.encode()), encode_bulk(v.encode())) for k, v in found.items()]
+    return _ok(encode_map(pairs, session.protocol))
+
+
+def _info(session: Session, args: list[bytes]) -> Forward:
+    from bridge.core.session import Forward
+
+    sections = {a.lower() for a in args[1:]}
+    wants_bridge = not sections or sections & {b"all", b"everything", b"default", b"bridge"}
+    extra = session.context.bridge_info() if wants_bridge else ""
+
+    def post(frame: bytes) -> bytes:
+        if not extra or not frame.startswith(b"$") or frame_end(frame) != len(frame):
+            return frame
+        body = parse_frame(frame)
+        assert isinstance(body, bytes)
+        if body and not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        return encode_bulk(body + (b"\r\n" if body else b"") + extra.encode())
+
+    return Forward(args, commands.lookup(b"info"), post=post)
+
+
+def _lolwut(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_verbatim(f"resp-bridge {__version__}\n".encode(), session.protocol))
+
+
+_HANDLERS: dict[str, Callable[[Session, list[bytes]], tuple[bytes, bool] | Forward]] = {
+    "ping": _ping,
+    "echo": _echo,
+    "quit": _quit,
+    "reset": _reset,
+    "select": _select,
+    "auth": _auth,
+    "hello": _hello,
+    "client|setname": _client_setname,
+    "client|getname": _client_getname,
+    "client|setinfo": _client_setinfo,
+    "client|id": _client_id,
+    "client|info": _client_info,
+    "client|list": _client_list,
+    "client|no-evict": _client_ok,
+    "client|no-touch": _client_ok,
+    "client|reply": _client_reply,
+    "client|kill": _client_kill,
+    "client|getredir": _client_getredir,
+    "client|help": _client_help,
+    "command": _command,
+    "command|count": _command_count,
+    "command|list": _command_list,
+    "command|info": _command_info,
+    "command|docs": _command_docs,
+    "config|get": _config_get,
+    "info": _info,
+    "lolwut": _lolwut,
+}

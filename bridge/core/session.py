@@ -1,0 +1,301 @@
+"""Per-client session: the state machine between parsed commands and where they go.
+
+Owns the connection state Redis keeps per client (AUTH, RESP version, name, MULTI queue,
+CLIENT REPLY mode) and classifies every command into an action: a local reply, a command to
+forward upstream, or a transaction to execute. No I/O: the server layer carries the actions
+out, in command order. Invariant: exactly one action per command, and actions are returned in
+the order the commands arrived.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from bridge import errors
+from bridge.core import commands, local
+from bridge.core.commands import CommandSpec, Route
+from bridge.core.resp import OK, encode_error
+
+QUEUED = b"+QUEUED\r\n"
+
+
+class Reply:
+    """Bytes to send as this command's reply; `close` ends the connection after them."""
+
+    __slots__ = ("close", "data", "silent")
+
+    def __init__(self, data: bytes, *, close: bool = False, silent: bool = False) -> None:
+        self.data = data
+        self.close = close
+        self.silent = silent
+
+
+class Forward:
+    """One command to execute upstream; `post` rewrites its RESP2 reply frame (INFO)."""
+
+    __slots__ = ("args", "post", "silent", "spec")
+
+    def __init__(
+        self,
+        args: list[bytes],
+        spec: CommandSpec | None,
+        post: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.args = args
+        self.spec = spec
+        self.post = post
+        self.silent = False
+
+
+class QueuedCommand:
+    """A command queued between MULTI and EXEC; `local` is its reply when answered here."""
+
+    __slots__ = ("args", "local", "spec")
+
+    def __init__(self, args: list[bytes], spec: CommandSpec | None, local: bytes | None) -> None:
+        self.args = args
+        self.spec = spec
+        self.local = local
+
+
+class Transaction:
+    """EXEC of a queued MULTI block: the forwarded commands go upstream as one /multi-exec."""
+
+    __slots__ = ("commands", "silent")
+
+    def __init__(self, commands: list[QueuedCommand]) -> None:
+        self.commands = commands
+        self.silent = False
+
+
+Action = Reply | Forward | Transaction
+
+
+class ServerContext(Protocol):
+    """What a session may ask of the server it lives in (implemented by the server layer)."""
+
+    requirepass: str | None
+
+    def sessions(self) -> Iterable[Session]: ...
+
+    def bridge_info(self) -> str: ...
+
+    def kill_client(self, client_id: int) -> bool: ...
+
+
+class Session:
+    """State of one client connection. `handle(args)` → the action for that command."""
+
+    __slots__ = (
+        "addr", "authenticated", "context", "created", "flags_extra", "id", "laddr",
+        "last_command", "last_seen", "lib_name", "lib_ver", "multi", "multi_dirty", "name",
+        "protocol", "reply_mode", "skip_next",
+    )  # fmt: skip
+
+    def __init__(self, client_id: int, context: ServerContext, addr: str = "", laddr: str = ""):
+        self.id = client_id
+        self.context = context
+        self.addr = addr
+        self.laddr = laddr
+        self.created = time.monotonic()
+        self.last_seen = self.created
+        self.last_command = "NULL"
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.protocol = 2
+        self.authenticated = not context.requirepass
+        self.multi: list[QueuedCommand] | None = None
+        self.multi_dirty = False
+        self.reply_mode = "on"
+        self.skip_next = False
+        self.flags_extra = ""
+
+    # -- entry point -----------------------------------------------------------------------
+
+    def handle(self, args: list[bytes]) -> Action:
+        self.last_seen = time.monotonic()
+        action = self._dispatch(args)
+        if self.reply_mode == "off":
+            action.silent = True
+        elif self.skip_next:
+            self.skip_next = False
+            action.silent = True
+        if self.reply_mode == "skip":
+            self.reply_mode = "on"
+            self.skip_next = True
+        return action
+
+    def _dispatch(self, args: list[bytes]) -> Action:
+        spec = commands.resolve(args)
+        name = args[0].lower()
+        self.last_command = spec.name if spec is not None else name.decode("utf-8", "replace")
+        if not self.authenticated and name not in (b"auth", b"hello", b"quit", b"reset"):
+            return self._error(errors.NOAUTH)
+        if self.multi is not None and name not in _NOT_QUEUED:
+            return self._queue(args, spec)
+        if spec is None:
+            # Unknown to our table: the upstream may know it (newer Redis, modules).
+            return Forward(args, None)
+        if not commands.check_arity(spec, len(args)):
+            return self._error(errors.wrong_arity(_display_name(spec)))
+        route = spec.route
+        if route is Route.FORWARD:
+            return self._forward(args, spec)
+        if route is Route.LOCAL:
+            return self._local(args, spec)
+        if route is Route.TRANSACTION:
+            return self._transaction(name, args)
+        if route is Route.PUBSUB:
+            return self._error(
+                errors.refused(
+                    spec.name, "pub/sub and MONITOR through the bridge are not available yet"
+                )
+            )
+        if route is Route.BLOCKING:
+            return self._error(
+                errors.refused(
+                    spec.name,
+                    "blocking commands need a persistent connection, which the REST API does "
+                    "not have; use the non-blocking form (e.g. LPOP instead of BLPOP)",
+                )
+            )
+        return self._error(errors.refused(spec.name, spec.reason or "not available over REST"))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _error(self, text: str) -> Reply:
+        return Reply(encode_error(text))
+
+    def _forward(self, args: list[bytes], spec: CommandSpec) -> Action:
+        if spec.name in ("xread", "xreadgroup") and _has_block(args):
+            return self._error(
+                errors.refused(
+                    spec.name,
+                    "the BLOCK option needs a persistent connection, which the REST API does not "
+                    "have; call it without BLOCK and poll",
+                )
+            )
+        return Forward(args, spec)
+
+    def _local(self, args: list[bytes], spec: CommandSpec) -> Action:
+        result = local.run(self, args, spec)
+        if isinstance(result, Forward):
+            return result
+        data, close = result
+        return Reply(data, close=close)
+
+    def _transaction(self, name: bytes, args: list[bytes]) -> Action:
+        if name == b"multi":
+            if self.multi is not None:
+                return self._error(errors.MULTI_NESTED)
+            self.multi = []
+            self.multi_dirty = False
+            return Reply(OK)
+        if name == b"exec":
+            if self.multi is None:
+                return self._error(errors.EXEC_WITHOUT_MULTI)
+            queued, dirty = self.multi, self.multi_dirty
+            self.multi = None
+            self.multi_dirty = False
+            if dirty:
+                return self._error(errors.EXECABORT)
+            if not queued:
+                return Reply(b"*0\r\n")
+            return Transaction(queued)
+        if name == b"discard":
+            if self.multi is None:
+                return self._error(errors.DISCARD_WITHOUT_MULTI)
+            self.multi = None
+            self.multi_dirty = False
+            return Reply(OK)
+        if name == b"unwatch":
+            return Reply(OK)  # nothing can be watched yet, so there is nothing to forget
+        if self.multi is not None:
+            return self._error(errors.WATCH_IN_MULTI)
+        return self._error(errors.WATCH_UNSUPPORTED)
+
+    def _queue(self, args: list[bytes], spec: CommandSpec | None) -> Reply:
+        """Queue a command inside MULTI, or flag the transaction like Redis' queue-time errors."""
+        assert self.multi is not None
+        if spec is not None:
+            if not commands.check_arity(spec, len(args)):
+                self.multi_dirty = True
+                return self._error(errors.wrong_arity(_display_name(spec)))
+            if spec.route in (Route.PUBSUB, Route.REFUSED) or spec.name == "info":
+                self.multi_dirty = True
+                reason = spec.reason or "not available inside MULTI through the bridge"
+                return self._error(errors.refused(spec.name, reason))
+            if spec.route is Route.TRANSACTION:  # UNWATCH: queued like Redis, a no-op here
+                self.multi.append(QueuedCommand(args, spec, OK))
+                return Reply(QUEUED)
+            if spec.route is Route.LOCAL:
+                result = local.run(self, args, spec)
+                if isinstance(result, Forward):
+                    self.multi_dirty = True
+                    return self._error(errors.refused(spec.name, "not available inside MULTI"))
+                self.multi.append(QueuedCommand(args, spec, result[0]))
+                return Reply(QUEUED)
+        self.multi.append(QueuedCommand(args, spec, None))
+        return Reply(QUEUED)
+
+    # -- authentication (used by local commands) -------------------------------------------
+
+    def check_password(self, user: bytes | None, password: bytes) -> str | None:
+        """Authenticate; returns None on success or the error text to reply."""
+        expected = self.context.requirepass
+        if not expected:
+            if user is None:
+                return errors.AUTH_NOT_CONFIGURED
+            return errors.WRONGPASS
+        user_ok = user is None or user == b"default"
+        pass_ok = hmac.compare_digest(password, expected.encode())
+        if user_ok and pass_ok:
+            self.authenticated = True
+            return None
+        return errors.WRONGPASS
+
+    def reset(self) -> None:
+        """RESET: back to a fresh connection's state (Redis 6.2+)."""
+        self.multi = None
+        self.multi_dirty = False
+        self.name = b""
+        self.protocol = 2
+        self.reply_mode = "on"
+        self.skip_next = False
+        self.authenticated = not self.context.requirepass
+
+    @property
+    def age_s(self) -> int:
+        return int(time.monotonic() - self.created)
+
+    @property
+    def idle_s(self) -> int:
+        return int(time.monotonic() - self.last_seen)
+
+    def flags(self) -> str:
+        flags = ""
+        if self.multi is not None:
+            flags += "x"
+        return flags or "N"
+
+
+# Commands never queued by MULTI: they act on the transaction or the connection itself.
+_NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})
+
+
+def _display_name(spec: CommandSpec) -> str:
+    return spec.name.replace("|", " ")
+
+
+def _has_block(args: list[bytes]) -> bool:
+    for arg in args[1:]:
+        low = arg.lower()
+        if low == b"block":
+            return True
+        if low == b"streams":
+            return False
+    return False

@@ -1,0 +1,264 @@
+"""One client connection: a reader task, a writer task, and replies kept in command order.
+
+The reader parses requests and turns each into a reply slot (filled at once for local
+replies, later by the dispatcher for forwarded ones); the writer sends slots strictly in
+order, coalescing every ready reply into one `send_all`. Backpressure: the reader stops
+reading while `max_pending_replies` slots are outstanding, so a client that never reads its
+replies holds bounded memory. Any exception is contained here: one client can never bring
+the server down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from bridge.core import codec
+from bridge.core.parser import ProtocolError, RequestParser
+from bridge.core.resp import encode_error, frame_end
+from bridge.core.session import Forward, QueuedCommand, Reply, Session, Transaction
+from bridge.server.dispatcher import MULTI, PIPE, SINGLE, ClientQueue, Pending
+
+if TYPE_CHECKING:
+    from bridge.server.app import BridgeServer
+
+log = logging.getLogger("bridge.connection")
+
+#: Bytes asked of the socket per read (redis-py reads 32 KB at a time; big pipelines benefit).
+READ_SIZE = 64 * 1024
+#: Longest time the writer may spend flushing after the client stopped sending (EOF).
+DRAIN_AFTER_EOF_S = 30.0
+
+
+class Slot:
+    """A reply position: `data` is None until the reply is known."""
+
+    __slots__ = ("close", "data")
+
+    def __init__(self, data: bytes | None = None, close: bool = False) -> None:
+        self.data = data
+        self.close = close
+
+
+class Connection:
+    def __init__(
+        self, server: BridgeServer, stream: trio.abc.Stream, client_id: int, addr: str, laddr: str
+    ) -> None:
+        self.server = server
+        self.stream = stream
+        self.session = Session(client_id, server, addr, laddr)
+        self.parser = RequestParser(server.parser_limits)
+        self.queue = ClientQueue()
+        self.slots: deque[Slot] = deque()
+        self._writer_wakeup = trio.Event()
+        self._room = trio.Event()
+        self._closing = False
+        self._cancel = trio.CancelScope()
+        self.pending_limit = server.config.max_pending_replies
+
+    @property
+    def id(self) -> int:
+        return self.session.id
+
+    def kill(self) -> None:
+        """Close this connection (CLIENT KILL, admin KILL, shutdown)."""
+        self._cancel.cancel()
+
+    async def run(self) -> None:
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, nursery.cancel_scope)
+                    await self._reader()
+                    # Reader finished (EOF or QUIT): let the writer flush what is owed.
+                    self._closing = True
+                    self._writer_wakeup.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            log.exception("client %d: connection handler failed", self.id)
+        finally:
+            self.queue.closed = True
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await self.stream.aclose()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        stats = self.server.stats
+        idle = self.server.config.idle_timeout_s or float("inf")
+        while not self._closing:
+            if len(self.slots) >= self.pending_limit:
+                self._room = trio.Event()
+                await self._room.wait()
+                continue
+            with trio.move_on_after(idle) as timer:
+                data = await self.stream.receive_some(READ_SIZE)
+            if timer.cancelled_caught:
+                if not self.slots:
+                    log.info("client %d: idle for %.0f s, closing", self.id, idle)
+                    return
+                continue
+            if not data:
+                return
+            stats.bytes_in += len(data)
+            try:
+                self.parser.feed(data)
+                commands = self.parser.commands()
+            except ProtocolError as exc:
+                stats.protocol_errors += 1
+                log.info("client %d (%s): %s", self.id, self.session.addr, exc)
+                self._push(Slot(encode_error(str(exc)), close=True))
+                self._closing = True
+                return
+            for args in commands:
+                self._handle(args)
+                if self._closing:
+                    return
+            self._writer_wakeup.set()
+
+    def _handle(self, args: list[bytes]) -> None:
+        stats = self.server.stats
+        stats.commands_total += 1
+        action = self.session.handle(args)
+        if type(action) is Reply:
+            stats.commands_local += 1
+            data = b"" if action.silent else action.data
+            self._push(Slot(data, action.close))
+            if action.close:
+                self._closing = True
+            return
+        stats.commands_forwarded += 1
+        if type(action) is Forward:
+            self._forward(action)
+        else:
+            assert isinstance(action, Transaction)
+            self._transaction(action)
+
+    def _push(self, slot: Slot) -> None:
+        self.slots.append(slot)
+
+    def _forward(self, action: Forward) -> None:
+        args = action.args
+        slot = Slot()
+        self._push(slot)
+        size = sum(map(len, args))
+        if size > self.server.config.max_request_bytes:
+            slot.data = encode_error(
+                f"ERR command of {size} bytes exceeds the upstream's max request size "
+                f"({self.server.config.max_request_bytes} bytes)"
+            )
+            return
+        proto = self.session.protocol
+        silent = action.silent
+        post = action.post
+        spec = action.spec
+
+        def deliver(frame: bytes) -> None:
+            if post is not None and frame[:1] != b"-":
+                frame = post(frame)
+            if silent:
+                slot.data = b""
+            elif proto == 2:
+                slot.data = frame
+            else:
+                slot.data = self.server.to_resp3(spec, args, frame)
+            self._writer_wakeup.set()
+
+        json = codec.json_args(args)
+        kind = PIPE if json is not None else SINGLE
+        self.server.dispatcher.submit(self.queue, Pending(kind, args, json, spec, deliver))
+
+    def _transaction(self, action: Transaction) -> None:
+        slot = Slot()
+        self._push(slot)
+        queued = action.commands
+        remote = [q for q in queued if q.local is None]
+        proto = self.session.protocol
+        if not remote:
+            slot.data = b"*%d\r\n" % len(queued) + b"".join(q.local or b"" for q in queued)
+            return
+        json_cmds = []
+        for q in remote:
+            json = codec.json_args(q.args)
+            if json is None:
+                slot.data = encode_error(
+                    "ERR binary (non-UTF-8) arguments cannot be sent inside MULTI over the "
+                    "REST API; the transaction was not executed"
+                )
+                return
+            json_cmds.append(json)
+        silent = action.silent
+
+        def deliver(frame: bytes) -> None:
+            if silent:
+                slot.data = b""
+            else:
+                slot.data = self._merge_exec(queued, frame, proto)
+            self._writer_wakeup.set()
+
+        args = [b"EXEC"]
+        pending = Pending(MULTI, args, json_cmds, None, deliver)
+        self.server.dispatcher.submit(self.queue, pending)
+
+    def _merge_exec(self, queued: list[QueuedCommand], frame: bytes, proto: int) -> bytes:
+        """Rebuild the EXEC reply: upstream results interleaved with locally answered ones."""
+        if frame[:1] != b"*" or frame.startswith(b"*-1"):
+            return frame
+        eol = frame.index(b"\r\n")
+        remote_frames = []
+        pos = eol + 2
+        while pos < len(frame):
+            end = frame_end(frame, pos)
+            remote_frames.append(frame[pos:end])
+            pos = end
+        parts: list[bytes] = []
+        it = iter(remote_frames)
+        for q in queued:
+            if q.local is not None:
+                parts.append(q.local)
+                continue
+            item = next(it)
+            parts.append(item if proto == 2 else self.server.to_resp3(q.spec, q.args, item))
+        return b"*%d\r\n" % len(parts) + b"".join(parts)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _writer(self, cancel_scope: trio.CancelScope) -> None:
+        stats = self.server.stats
+        slots = self.slots
+        while True:
+            self._writer_wakeup = trio.Event()
+            out: list[bytes] = []
+            close = False
+            while slots and slots[0].data is not None:
+                slot = slots.popleft()
+                out.append(slot.data)  # type: ignore[arg-type]
+                if slot.close:
+                    close = True
+                    break
+            if out:
+                data = b"".join(out)
+                if data:
+                    await self.stream.send_all(data)
+                    stats.bytes_out += len(data)
+                if len(slots) < self.pending_limit:
+                    self._room.set()
+            if close:
+                cancel_scope.cancel()
+                return
+            if self._closing and not slots:
+                cancel_scope.cancel()
+                return
+            if self._closing:
+                with trio.move_on_after(DRAIN_AFTER_EOF_S):
+                    await self._writer_wakeup.wait()
+                    continue
+                cancel_scope.cancel()
+                return
+            await self._writer_wakeup.wait()
+

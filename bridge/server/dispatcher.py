@@ -1,0 +1,229 @@
+"""Auto-batching of every client's commands into upstream requests, without timers.
+
+A batch is sent as soon as an upstream slot (of `max_in_flight`) is free; whatever queued
+meanwhile, from all clients, rides in the next /pipeline. Idle load gets one command per
+request and no added delay; heavy load gets big batches. Invariants:
+- per client, at most one request in flight, and commands are taken in arrival order, so a
+  client's replies come back in order and its commands run in order;
+- commands that cannot share a /pipeline (a transaction, a command with binary arguments)
+  travel alone, still in their client's order;
+- a request that may have reached the upstream is never retried unless every command in it
+  is read-only; every command gets exactly one reply (a result or an error).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from bridge.core.commands import CommandSpec
+from bridge.core.resp import encode_error
+from bridge.errors import UpstreamError, upstream_error_reply
+from bridge.server.stats import Stats
+from bridge.upstream.rest import RestClient
+
+log = logging.getLogger("bridge.dispatcher")
+
+#: Pending kinds: shares a /pipeline, travels alone in path form, or is a /multi-exec.
+PIPE, SINGLE, MULTI = 0, 1, 2
+#: JSON overhead per argument ("...",) used to estimate request size.
+_ARG_OVERHEAD = 4
+#: One retry at most, and only while this fraction of the timeout is left.
+MAX_RETRIES = 1
+RETRY_BACKOFF_S = 0.05
+
+
+class Pending:
+    """One unit of upstream work from one client, waiting for its reply frame."""
+
+    __slots__ = ("args", "deliver", "json", "kind", "readonly", "size", "spec", "sub")
+
+    def __init__(
+        self,
+        kind: int,
+        args: list[bytes],
+        json: list[str] | list[list[str]] | None,
+        spec: CommandSpec | None,
+        deliver: Callable[[bytes], None],
+    ) -> None:
+        self.kind = kind
+        self.args = args
+        self.json = json
+        self.spec = spec
+        self.deliver = deliver
+        self.size = sum(len(a) for a in args) + _ARG_OVERHEAD * len(args)
+        self.readonly = spec is not None and "readonly" in spec.flags and kind != MULTI
+        self.sub: object = None
+
+
+class ClientQueue:
+    """A client's commands waiting for the dispatcher; owned by one connection."""
+
+    __slots__ = ("closed", "in_flight", "items", "scheduled")
+
+    def __init__(self) -> None:
+        self.items: deque[Pending] = deque()
+        self.in_flight = False
+        self.scheduled = False
+        self.closed = False
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchLimits:
+    max_batch_commands: int = 1000
+    max_batch_bytes: int = 2 * 1024 * 1024
+    max_in_flight: int = 8
+    timeout_s: float = 3.0
+
+
+class Dispatcher:
+    def __init__(self, upstream: RestClient, limits: DispatchLimits, stats: Stats) -> None:
+        self.upstream = upstream
+        self.limits = limits
+        self.stats = stats
+        self._ready: deque[ClientQueue] = deque()
+        self._wakeup = trio.Event()
+        self._free = limits.max_in_flight
+        self.paused = False
+        self.in_flight = 0
+
+    def submit(self, queue: ClientQueue, item: Pending) -> None:
+        queue.items.append(item)
+        if not queue.in_flight and not queue.scheduled:
+            queue.scheduled = True
+            self._ready.append(queue)
+            self._wakeup.set()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._wakeup.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                while self._ready and self._free > 0 and not self.paused:
+                    batch = self._take_batch()
+                    if not batch:
+                        continue
+                    self._free -= 1
+                    self.in_flight += 1
+                    nursery.start_soon(self._execute, batch)
+
+    def _take_batch(self) -> list[tuple[ClientQueue, list[Pending]]]:
+        """Take commands for one request: a run of PIPE items from as many clients as fit,
+        or a single SINGLE/MULTI item."""
+        limits = self.limits
+        batch: list[tuple[ClientQueue, list[Pending]]] = []
+        count = 0
+        size = 0
+        ready = self._ready
+        while ready:
+            queue = ready[0]
+            if not queue.items:
+                ready.popleft()
+                queue.scheduled = False
+                continue
+            first = queue.items[0]
+            if first.kind != PIPE:
+                if batch:
+                    break  # send the pipeline first; this one goes next, alone
+                ready.popleft()
+                queue.scheduled = False
+                queue.in_flight = True
+                queue.items.popleft()
+                return [(queue, [first])]
+            if batch and (count >= limits.max_batch_commands or size >= limits.max_batch_bytes):
+                break
+            ready.popleft()
+            queue.scheduled = False
+            queue.in_flight = True
+            taken: list[Pending] = []
+            items = queue.items
+            while items:
+                item = items[0]
+                if item.kind != PIPE:
+                    break
+                if taken and (
+                    count >= limits.max_batch_commands
+                    or size + item.size > limits.max_batch_bytes
+                ):
+                    break
+                items.popleft()
+                taken.append(item)
+                count += 1
+                size += item.size
+            batch.append((queue, taken))
+            if count >= limits.max_batch_commands or size >= limits.max_batch_bytes:
+                break
+        return batch
+
+    async def _execute(self, batch: list[tuple[ClientQueue, list[Pending]]]) -> None:
+        items = [item for _, taken in batch for item in taken]
+        try:
+            frames = await self._call(items)
+        except UpstreamError as exc:
+            self.stats.errors[exc.kind] += 1
+            log.warning("upstream request of %d command(s) failed: %s", len(items), exc)
+            frames = [encode_error(upstream_error_reply(exc))] * len(items)
+        except Exception:  # a bug must cost these commands an error reply, not the daemon
+            log.exception("internal error while executing a batch")
+            self.stats.errors["internal"] += 1
+            frames = [encode_error("ERR internal error in resp-bridge (see its log)")] * len(items)
+        finally:
+            self._free += 1
+            self.in_flight -= 1
+        for item, frame in zip(items, frames, strict=True):
+            item.deliver(frame)
+        for queue, _ in batch:
+            queue.in_flight = False
+            if queue.items and not queue.scheduled:
+                queue.scheduled = True
+                self._ready.append(queue)
+        self._wakeup.set()
+
+    async def _call(self, items: list[Pending]) -> list[bytes]:
+        first = items[0]
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            self.stats.http_requests += 1
+            try:
+                with trio.fail_after(self.limits.timeout_s + 1.0):
+                    if first.kind == MULTI:
+                        self.stats.transactions += 1
+                        frames = [await self.upstream.multi_exec(first.json)]  # type: ignore[arg-type]
+                    elif first.kind == SINGLE:
+                        frames = [await self.upstream.single(first.args)]
+                    else:
+                        self.stats.batches += 1
+                        self.stats.batched_commands += len(items)
+                        frames = await self.upstream.pipeline([i.json for i in items])  # type: ignore[misc]
+            except trio.TooSlowError:
+                from bridge.errors import UpstreamTimeout
+
+                exc: UpstreamError = UpstreamTimeout("no answer within the deadline")
+            except UpstreamError as err:
+                exc = err
+            else:
+                self.stats.upstream_latency.observe((time.monotonic() - started) * 1000)
+                return frames
+            elapsed = time.monotonic() - started
+            retry_safe = not exc.executed or all(i.readonly for i in items)
+            if (
+                attempt >= MAX_RETRIES
+                or not retry_safe
+                or elapsed > self.limits.timeout_s / 2
+                or getattr(exc, "kind", "") == "auth"
+            ):
+                raise exc
+            attempt += 1
+            self.stats.retries += 1
+            await trio.sleep(RETRY_BACKOFF_S)
