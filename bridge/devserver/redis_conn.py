@@ -1,0 +1,396 @@
+"""Async (trio) connections to Redis and a bounded pool of them, for the devserver.
+
+Owns the wire side towards redis-server: connect + AUTH/SELECT handshake, sending a batch of
+already-encoded commands in one write (a RESP pipeline), and reading back the exact bytes of
+each reply frame. It does not interpret replies (the caller parses them with
+`bridge.core.resp.parse_frame`) and does not decide which commands are allowed.
+
+Invariants:
+- A connection is used by one request at a time (the pool hands it out exclusively).
+- A connection whose request did not complete cleanly (error, timeout, cancellation) is closed,
+  never returned to the pool: its reply stream may be out of step or inside a MULTI.
+- Every network wait has a deadline; failures surface as `RedisUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import trio
+
+from bridge.core.resp import MAX_FRAME_DEPTH, RespProtocolError, encode_command, parse_frame
+from bridge.core.resp import ErrorReply as _ErrorReply
+
+#: Connect (TCP + handshake) deadline: an unreachable Redis must turn into a quick 503.
+REDIS_CONNECT_TIMEOUT_S = 3.0
+#: Deadline for a reply to start/finish arriving (blocking commands add their own timeout).
+REDIS_REPLY_TIMEOUT_S = 10.0
+#: How long a request may wait for a free pooled connection before getting a 503.
+POOL_ACQUIRE_TIMEOUT_S = 5.0
+#: Default number of pooled connections per role (a devserver is a dev/test tool).
+DEFAULT_POOL_SIZE = 32
+#: Bytes asked from the socket per read; large replies arrive in few reads.
+READ_CHUNK_BYTES = 256 * 1024
+#: Largest reply buffered from Redis (protects the devserver from e.g. KEYS * on a huge db).
+MAX_REPLY_BYTES = 512 * 1024 * 1024
+#: Deadline of best-effort cleanup on close.
+CLOSE_TIMEOUT_S = 1.0
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be reached, dropped the connection, or did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAddress:
+    """Where and how to connect: parsed from `redis://[user:pass@]host:port[/db]`."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisAddress:
+        parts = urlsplit(url)
+        if parts.scheme != "redis":
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (use redis://)")
+        db_text = parts.path.strip("/")
+        try:
+            db = int(db_text) if db_text else 0
+            port = parts.port or 6379
+        except ValueError as exc:
+            raise ValueError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            db=db,
+        )
+
+    def with_credentials(self, username: str | None, password: str | None) -> RedisAddress:
+        return RedisAddress(self.host, self.port, username, password, self.db)
+
+    @property
+    def display(self) -> str:
+        """The URL without its password (safe for logs)."""
+        auth = f"{self.username}@" if self.username else ""
+        db = f"/{self.db}" if self.db else ""
+        return f"redis://{auth}{self.host}:{self.port}{db}"
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a Redis URL for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class _FrameScanner:
+    """Incremental RESP frame splitter that resumes where it stopped.
+
+    Same grammar as `bridge.core.resp.frame_end`, but keeps its position inside an incomplete
+    frame, so a huge array reply arriving in many reads is scanned once (linear), not from its
+    start after every read (quadratic). Returns the exact bytes of each complete frame.
+    """
+
+    __slots__ = ("_buf", "_owed", "_pos", "_stack", "_start")
+
+    _LINE = frozenset(b"+-:_,#(")
+    _BLOB = frozenset(b"$!=")
+    _AGG = frozenset(b"*~>%|")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._start = 0  # start of the frame being scanned
+        self._pos = 0  # next element to scan
+        self._owed = 1
+        self._stack: list[int] = []
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._start
+
+    def feed(self, data: bytes) -> None:
+        if self._start and self._start == len(self._buf):
+            self._buf.clear()
+            self._pos -= self._start
+            self._start = 0
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        buf = self._buf
+        n = len(buf)
+        pos, owed, stack = self._pos, self._owed, self._stack
+        while owed:
+            if pos >= n:
+                break
+            kind = buf[pos]
+            eol = buf.find(b"\r\n", pos + 1)
+            if eol < 0:
+                break
+            if kind in self._LINE:
+                pos = eol + 2
+                owed -= 1
+            elif kind in self._BLOB:
+                length = _parse_len(buf, pos + 1, eol)
+                if length >= 0:
+                    end = eol + 2 + length
+                    if end + 2 > n:
+                        break
+                    if buf[end : end + 2] != b"\r\n":
+                        raise RespProtocolError("bulk string not terminated by CRLF")
+                    pos = end + 2
+                else:
+                    pos = eol + 2
+                owed -= 1
+            elif kind in self._AGG:
+                count = _parse_len(buf, pos + 1, eol)
+                pos = eol + 2
+                owed -= 1
+                if count > 0:
+                    if kind in b"%|":
+                        count *= 2
+                    if kind == 0x7C:
+                        count += 1
+                    stack.append(owed)
+                    if len(stack) > MAX_FRAME_DEPTH:
+                        raise RespProtocolError("reply nested too deeply")
+                    owed += count
+            else:
+                raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
+            while stack and owed == stack[-1]:
+                stack.pop()
+        if owed:
+            self._pos, self._owed = pos, owed
+            return None
+        frame = bytes(buf[self._start : pos])
+        self._start = self._pos = pos
+        self._owed = 1
+        if self._start > 65536 and self._start * 2 > n:
+            del buf[: self._start]
+            self._pos = self._start = 0
+        return frame
+
+
+def _parse_len(buf: bytearray, start: int, end: int) -> int:
+    try:
+        value = int(buf[start:end])
+    except ValueError:
+        raise RespProtocolError("invalid length in RESP frame") from None
+    if value < -1:
+        raise RespProtocolError("negative length in RESP frame")
+    return value
+
+
+class RedisConnection:
+    """One TCP connection to Redis. Not safe for concurrent use: the pool serializes it."""
+
+    __slots__ = ("_scanner", "_stream", "broken")
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._scanner = _FrameScanner()
+        self.broken = False
+
+    @classmethod
+    async def open(cls, address: RedisAddress) -> RedisConnection:
+        """Connect and run the AUTH/SELECT handshake, within REDIS_CONNECT_TIMEOUT_S."""
+        try:
+            with trio.fail_after(REDIS_CONNECT_TIMEOUT_S):
+                stream = await trio.open_tcp_stream(address.host, address.port)
+                conn = cls(stream)
+                try:
+                    await conn._handshake(address)
+                except BaseException:
+                    conn.broken = True
+                    await conn.aclose()
+                    raise
+                return conn
+        except trio.TooSlowError:
+            raise RedisUnavailable(
+                f"ERR devserver: Redis at {address.display} did not accept a connection "
+                f"within {REDIS_CONNECT_TIMEOUT_S} s"
+            ) from None
+        except OSError as exc:
+            raise RedisUnavailable(
+                f"ERR devserver: cannot connect to Redis at {address.display}: "
+                f"{exc.strerror or exc}"
+            ) from None
+
+    async def _handshake(self, address: RedisAddress) -> None:
+        commands: list[list[bytes | str]] = []
+        if address.password is not None:
+            if address.username:
+                commands.append(["AUTH", address.username, address.password])
+            else:
+                commands.append(["AUTH", address.password])
+        if address.db:
+            commands.append(["SELECT", str(address.db)])
+        if not commands:
+            return
+        frames = await self.execute(b"".join(encode_command(c) for c in commands), len(commands))
+        for frame in frames:
+            value = parse_frame(frame)
+            if isinstance(value, _ErrorReply):
+                raise HandshakeError(value.text)
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.broken = True
+            raise RedisUnavailable(f"ERR devserver: lost the connection to Redis ({exc})") from None
+
+    async def read_frame(self) -> bytes:
+        """Read one complete reply frame (exact bytes). No deadline: callers set one."""
+        scanner = self._scanner
+        while True:
+            frame = scanner.next_frame()
+            if frame is not None:
+                return frame
+            if scanner.buffered > MAX_REPLY_BYTES:
+                self.broken = True
+                raise RedisUnavailable(
+                    f"ERR devserver: reply from Redis larger than {MAX_REPLY_BYTES} bytes"
+                )
+            try:
+                data = await self._stream.receive_some(READ_CHUNK_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.broken = True
+                raise RedisUnavailable(
+                    f"ERR devserver: lost the connection to Redis ({exc})"
+                ) from None
+            if not data:
+                self.broken = True
+                raise RedisUnavailable("ERR devserver: Redis closed the connection")
+            scanner.feed(data)
+
+    async def execute(
+        self, payload: bytes, count: int, timeout_s: float = REDIS_REPLY_TIMEOUT_S
+    ) -> list[bytes]:
+        """Send `payload` (count encoded commands) in one write and read `count` replies."""
+        try:
+            with trio.fail_after(timeout_s):
+                await self.send(payload)
+                return [await self.read_frame() for _ in range(count)]
+        except trio.TooSlowError:
+            self.broken = True
+            raise RedisUnavailable(
+                f"ERR devserver: Redis did not answer within {timeout_s:g} s"
+            ) from None
+        except RespProtocolError as exc:
+            self.broken = True
+            raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
+
+    def is_stale(self) -> bool:
+        """True if an idle connection has something to read: EOF (Redis closed it) or junk."""
+        try:
+            poller = select.poll()
+            poller.register(self._stream.socket.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    async def aclose(self) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+            scope.shield = True
+            await self._stream.aclose()
+
+
+class HandshakeError(RedisUnavailable):
+    """AUTH or SELECT was refused (wrong credentials, missing ACL user, bad db number)."""
+
+
+class RedisPool:
+    """A bounded pool of connections to one Redis address (one role: full or read-only).
+
+    `async with pool.connection() as conn:` lends a connection exclusively; it goes back to the
+    pool only if it is not `broken` and the block exited without an exception.
+    `on_handshake_error` may repair the cause once (e.g. re-create the read-only ACL user after
+    a Redis restart) before the connect is retried.
+    """
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        size: int = DEFAULT_POOL_SIZE,
+        *,
+        on_handshake_error: Callable[[HandshakeError], Awaitable[None]] | None = None,
+    ) -> None:
+        self.address = address
+        self.size = size
+        self._idle: list[RedisConnection] = []
+        self._slots = trio.Semaphore(size)
+        self._on_handshake_error = on_handshake_error
+        self.opened_total = 0
+
+    @property
+    def open_connections(self) -> int:
+        return self.size - self._slots.value + len(self._idle)
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    async def _acquire_slot(self) -> None:
+        try:
+            with trio.fail_after(POOL_ACQUIRE_TIMEOUT_S):
+                await self._slots.acquire()
+        except trio.TooSlowError:
+            raise RedisUnavailable(
+                f"ERR devserver: all {self.size} Redis connections stayed busy for "
+                f"{POOL_ACQUIRE_TIMEOUT_S} s"
+            ) from None
+
+    async def _get(self) -> RedisConnection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_stale():
+                return conn
+            await conn.aclose()
+        return await self.open_dedicated()
+
+    async def open_dedicated(self) -> RedisConnection:
+        """A new connection outside the pool's bound (SSE streams count their own limit)."""
+        try:
+            conn = await RedisConnection.open(self.address)
+        except HandshakeError as exc:
+            if self._on_handshake_error is None:
+                raise
+            await self._on_handshake_error(exc)
+            conn = await RedisConnection.open(self.address)
+        self.opened_total += 1
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[RedisConnection]:
+        await self._acquire_slot()
+        conn: RedisConnection | None = None
+        try:
+            conn = await self._get()
+            yield conn
+        except BaseException:
+            if conn is not None:
+                conn.broken = True
+            raise
+        finally:
+            if conn is not None:
+                if conn.broken:
+                    await conn.aclose()
+                else:
+                    self._idle.append(conn)
+            self._slots.release()
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()
