@@ -1,0 +1,535 @@
+"""The devserver application: an Upstash-compatible REST API in front of a real redis-server.
+
+Owns routing, authentication, the request forms, execution against Redis and the response
+formats; the wire details live in `codec` (request/response bytes), `redis_conn` (Redis I/O),
+`policy` (refused commands), `sse` (streams) and `http` (HTTP/1.1). Also owns the read-only
+ACL user and the start-up sequence (`run_devserver`).
+
+Request path, one Redis round trip per request:
+  HTTP request -> method check -> route -> auth (token -> role) -> commands -> policy check
+  -> one RESP pipeline on one pooled connection of that role -> reply frames -> JSON/RESP2
+  -> faults hook -> latency -> response with a fresh Upstash-Sync-Token.
+The read-only token is enforced by Redis itself: its requests run on connections
+authenticated as an ACL user with read rights, and Redis' NOPERM errors are returned as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import itertools
+import logging
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+
+import orjson
+import trio
+
+from bridge.core.resp import encode_error
+from bridge.devserver import codec, policy, sse
+from bridge.devserver.http import (
+    HttpServer,
+    Request,
+    RequestTooLarge,
+    Response,
+    StreamingResponse,
+)
+from bridge.devserver.redis_conn import (
+    DEFAULT_POOL_SIZE,
+    REDIS_REPLY_TIMEOUT_S,
+    HandshakeError,
+    RedisAddress,
+    RedisPool,
+    RedisUnavailable,
+)
+from bridge.devserver.redis_process import RedisServerProcess
+from bridge.devserver.stats import Stats
+
+log = logging.getLogger("bridge.devserver")
+
+#: Upstash's free-tier max request size.
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+#: The ACL user that read-only-token requests run as (one password per devserver instance).
+READONLY_USER = "devserver_ro"
+#: Its rights: reads minus the "dangerous" ones (KEYS, INFO, ...), minus SCAN (Upstash names
+#: SCAN and KEYS as refused), plus PING/ECHO, transactions of reads, read-only scripts (every
+#: redis.call inside is checked against the same ACL) and subscriptions. PUBLISH, MONITOR and
+#: every write are refused by Redis with NOPERM.
+READONLY_ACL_RULES = (
+    "on", "resetkeys", "~*", "resetchannels", "&*", "nocommands",
+    "+@read", "-@dangerous", "-scan",
+    "+ping", "+echo", "+select", "+multi", "+exec", "+discard",
+    "+subscribe", "+psubscribe", "+unsubscribe", "+punsubscribe",
+    "+eval_ro", "+evalsha_ro", "+fcall_ro",
+)  # fmt: skip
+#: Deadline of start-up and shutdown housekeeping against Redis (ACL user).
+HOUSEKEEPING_TIMEOUT_S = 5.0
+
+ALLOWED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT"})
+JSON = b"application/json"
+OCTET = b"application/octet-stream"
+UNAUTHORIZED_BODY = b'{"error":"WRONGPASS invalid or missing auth token"}'
+EXECABORT = "EXECABORT Transaction discarded because of previous errors."
+
+
+class Role(Enum):
+    FULL = "full"
+    READONLY = "readonly"
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fault-injection switches (a later issue adds them: error rates, dropped connections...).
+
+    The request path calls `DevServerApp._apply_faults` on every response; with no switch
+    defined it is a no-op.
+    """
+
+    @property
+    def active(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class DevServerConfig:
+    """Everything `run_devserver` needs; the CLI builds it from flags and env vars."""
+
+    bind: str = "127.0.0.1"
+    #: 0 picks a free port (reported in DevServerInfo and the READY line).
+    port: int = 8079
+    #: None: start a redis-server child on a free loopback port.
+    redis_url: str | None = None
+    #: None: generate a random token (reported in DevServerInfo).
+    token: str | None = None
+    readonly_token: str | None = None
+    #: Added before every response (emulates a WAN round trip).
+    latency_ms: float = 0.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    sse_heartbeat_s: float = sse.DEFAULT_HEARTBEAT_S
+    redis_pool_size: int = DEFAULT_POOL_SIZE
+    max_sse_streams: int = sse.DEFAULT_MAX_SSE_STREAMS
+    faults: Faults = field(default_factory=Faults)
+
+
+@dataclass(frozen=True)
+class DevServerInfo:
+    """What a started devserver reports: where it listens and which tokens it accepts."""
+
+    url: str
+    port: int
+    redis_url: str
+    token: str
+    readonly_token: str
+    token_generated: bool = False
+    readonly_token_generated: bool = False
+
+    def startup_line(self) -> str:
+        """The start-up log line; shows only generated tokens (given ones are masked)."""
+        token = self.token if self.token_generated else "<given>"
+        ro = self.readonly_token if self.readonly_token_generated else "<given>"
+        return (
+            f"devserver listening on {self.url} (redis {self.redis_url}) "
+            f"token={token} readonly-token={ro}"
+        )
+
+
+def generate_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _json(status: int, value: object) -> Response:
+    return Response(status, orjson.dumps(value), JSON)
+
+
+def json_error(status: int, message: str) -> Response:
+    return Response(status, orjson.dumps({"error": message}), JSON)
+
+
+def _encode(args: list[bytes]) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(out)
+
+
+_MULTI = _encode([b"MULTI"])
+_EXEC = _encode([b"EXEC"])
+
+
+class DevServerApp:
+    """The request handler; owns the two Redis pools (full and read-only) and the counters."""
+
+    def __init__(
+        self, config: DevServerConfig, token: str, readonly_token: str, address: RedisAddress
+    ) -> None:
+        if token == readonly_token:
+            raise ValueError("the token and the read-only token must differ")
+        self.config = config
+        self.stats = Stats()
+        self._token = token.encode()
+        self._readonly_token = readonly_token.encode()
+        self._ro_password = secrets.token_hex(24)
+        self._full = RedisPool(address, config.redis_pool_size)
+        self._readonly = RedisPool(
+            address.with_credentials(READONLY_USER, self._ro_password),
+            config.redis_pool_size,
+            on_handshake_error=self._repair_readonly_user,
+        )
+        self._latency_s = max(0.0, config.latency_ms) / 1000.0
+        self._sync_prefix = secrets.token_hex(6)
+        self._sync_counter = itertools.count(1)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create the read-only ACL user. Redis being down is not fatal: requests get 503s."""
+        try:
+            await self._ensure_readonly_user()
+        except RedisUnavailable as exc:
+            log.warning("cannot prepare Redis yet (%s); requests will be retried against it", exc)
+
+    async def aclose(self, *, forget_readonly_password: bool) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(HOUSEKEEPING_TIMEOUT_S):
+            if forget_readonly_password:
+                with contextlib.suppress(RedisUnavailable):
+                    await self._acl_setuser("<" + self._ro_password)
+            await self._full.aclose()
+            await self._readonly.aclose()
+
+    async def _ensure_readonly_user(self) -> None:
+        await self._acl_setuser(*READONLY_ACL_RULES, ">" + self._ro_password)
+
+    async def _acl_setuser(self, *rules: str) -> None:
+        args = [b"ACL", b"SETUSER", READONLY_USER.encode(), *(r.encode() for r in rules)]
+        async with self._full.connection() as conn:
+            (frame,) = await conn.execute(_encode(args), 1)
+        if codec.is_error_frame(frame):
+            raise RedisUnavailable(
+                f"ERR devserver: cannot create the read-only ACL user: {codec.error_text(frame)}"
+            )
+
+    async def _repair_readonly_user(self, exc: HandshakeError) -> None:
+        # Redis restarted (ACL users are not persisted) or the user was changed: re-create it.
+        log.info("re-creating the read-only ACL user after: %s", exc)
+        await self._ensure_readonly_user()
+
+    def stats_dict(self) -> dict[str, int]:
+        data = self.stats.as_dict()
+        data["redis_connections_open"] = (
+            self._full.open_connections + self._readonly.open_connections
+        )
+        return data
+
+    # -- request entry point ----------------------------------------------------------------
+
+    async def handle(self, req: Request) -> Response | StreamingResponse:
+        internal = req.target.startswith(b"/_devserver/")
+        if not internal:
+            self.stats.http_requests += 1
+        try:
+            response = await self._dispatch(req)
+        except codec.BadRequest as exc:
+            response = json_error(exc.status, str(exc))
+        except RedisUnavailable as exc:
+            response = json_error(503, str(exc))
+        except Exception as exc:
+            log.exception("internal error while handling a request")
+            response = json_error(500, f"ERR devserver internal error: {type(exc).__name__}")
+        if not internal:
+            self._count_status(response.status)
+        if self.config.faults.active:
+            response = await self._apply_faults(req, response)
+        if self._latency_s and not isinstance(response, StreamingResponse):
+            await trio.sleep(self._latency_s)  # SSE routes sleep before opening their stream
+        response.headers.append((b"upstash-sync-token", self._next_sync_token()))
+        return response
+
+    async def _apply_faults(
+        self, req: Request, response: Response | StreamingResponse
+    ) -> Response | StreamingResponse:
+        """Hook for fault injection (no switches yet)."""
+        return response
+
+    def _count_status(self, status: int) -> None:
+        if status >= 500:
+            self.stats.http_5xx += 1
+        elif status >= 400:
+            self.stats.http_4xx += 1
+            if status == 401:
+                self.stats.auth_failures += 1
+
+    def _next_sync_token(self) -> bytes:
+        return f"{self._sync_prefix}-{next(self._sync_counter)}".encode()
+
+    def _role(self, req: Request, pairs: list[tuple[bytes, bytes | None]]) -> Role | None:
+        """Authorization: Bearer wins when present; else `?_token=`."""
+        header = req.headers.get(b"authorization")
+        if header is not None:
+            scheme, _, given = header.strip().partition(b" ")
+            if scheme.lower() != b"bearer":
+                return None
+            token = given.strip()
+        else:
+            token = codec.query_token(pairs)
+            if token is None:
+                return None
+        if hmac.compare_digest(token, self._token):
+            return Role.FULL
+        if hmac.compare_digest(token, self._readonly_token):
+            return Role.READONLY
+        return None
+
+    def _pool(self, role: Role) -> RedisPool:
+        return self._full if role is Role.FULL else self._readonly
+
+    async def _dispatch(self, req: Request) -> Response | StreamingResponse:
+        if req.method not in ALLOWED_METHODS:
+            response = json_error(
+                405,
+                f"ERR method {req.method.decode('ascii', 'replace')} not allowed: "
+                "use GET, HEAD, POST or PUT",
+            )
+            response.headers.append((b"allow", b"GET, HEAD, POST, PUT"))
+            return response
+        raw_path, raw_query = codec.split_target(req.target)
+        pairs = codec.query_pairs(raw_query)
+        segments = codec.path_segments(raw_path)
+        role = self._role(req, pairs)
+        if role is None:
+            response = Response(401, UNAUTHORIZED_BODY, JSON)
+            response.headers.append((b"www-authenticate", b"Bearer"))
+            return response
+        first = segments[0].lower()
+        if len(segments) == 1 and first in (b"pipeline", b"multi-exec"):
+            b64, resp2 = self._formats(req)
+            commands = codec.parse_json_commands(req.body)
+            if first == b"pipeline":
+                return await self._pipeline(commands, role, b64, resp2)
+            return await self._multi_exec(commands, role, b64)
+        if first in (b"subscribe", b"psubscribe", b"monitor"):
+            return await self._sse(req, first.decode(), segments[1:], role)
+        if first == b"_devserver":
+            return self._internal(req, segments[1:], role)
+        b64, resp2 = self._formats(req)
+        if len(segments) == 1 and not first:
+            if req.method in (b"POST", b"PUT") and req.body:
+                args = codec.parse_json_command(req.body)
+            else:
+                raise codec.BadRequest(
+                    "ERR no command: put it in the path (/set/key/value) "
+                    'or POST a JSON array to / (for example ["SET","key","value"])'
+                )
+        else:
+            args = segments
+            if req.body and req.method in (b"POST", b"PUT"):
+                args.append(req.body)
+            args.extend(codec.query_args(pairs))
+        return await self._single(args, role, b64, resp2)
+
+    @staticmethod
+    def _formats(req: Request) -> tuple[bool, bool]:
+        """(base64, resp2) from Upstash-Encoding / Upstash-Response-Format; 400 if invalid."""
+        fmt = req.headers.get(b"upstash-response-format", b"json").strip().lower()
+        b64 = req.headers.get(b"upstash-encoding", b"").strip().lower() == b"base64"
+        if fmt not in (b"json", b"resp2", b""):
+            raise codec.BadRequest(
+                f"ERR invalid Upstash-Response-Format {fmt.decode('ascii', 'replace')!r}: "
+                "use json or resp2"
+            )
+        resp2 = fmt == b"resp2"
+        if resp2 and b64:
+            raise codec.BadRequest(
+                "ERR Upstash-Encoding: base64 cannot be combined with "
+                "Upstash-Response-Format: resp2"
+            )
+        return b64, resp2
+
+    # -- command endpoints ------------------------------------------------------------------
+
+    async def _single(self, args: list[bytes], role: Role, b64: bool, resp2: bool) -> Response:
+        self.stats.single_commands += 1
+        self.stats.commands += 1
+        try:
+            block_s = policy.check_command(args)
+        except policy.Refused as exc:
+            if resp2:
+                return Response(200, encode_error(str(exc)), OCTET)
+            return json_error(400, str(exc))
+        async with self._pool(role).connection() as conn:
+            (frame,) = await conn.execute(_encode(args), 1, REDIS_REPLY_TIMEOUT_S + block_s)
+        if resp2:
+            return Response(200, frame, OCTET)  # errors too: 200 with the -ERR frame
+        if codec.is_error_frame(frame):
+            return json_error(400, codec.error_text(frame))
+        return _json(200, {"result": codec.reply_to_json(frame, b64)})
+
+    async def _pipeline(
+        self, commands: list[list[bytes]], role: Role, b64: bool, resp2: bool
+    ) -> Response:
+        self.stats.pipelines += 1
+        self.stats.commands += len(commands)
+        if not commands:
+            raise codec.BadRequest("ERR empty pipeline: send at least one command")
+        refused: dict[int, str] = {}
+        payload: list[bytes] = []
+        block_s = 0.0
+        for i, args in enumerate(commands):
+            try:
+                block_s += policy.check_command(args)
+            except policy.Refused as exc:
+                refused[i] = str(exc)
+                continue
+            payload.append(_encode(args))
+        frames: list[bytes] = []
+        if payload:
+            async with self._pool(role).connection() as conn:
+                frames = await conn.execute(
+                    b"".join(payload), len(payload), REDIS_REPLY_TIMEOUT_S + block_s
+                )
+        if refused:
+            replies = iter(frames)
+            frames = [
+                encode_error(refused[i]) if i in refused else next(replies)
+                for i in range(len(commands))
+            ]
+        if resp2:
+            return Response(200, b"".join(frames), OCTET)
+        return _json(200, [codec.item_json(frame, b64) for frame in frames])
+
+    async def _multi_exec(self, commands: list[list[bytes]], role: Role, b64: bool) -> Response:
+        self.stats.multi_exec += 1
+        self.stats.commands += len(commands)
+        if not commands:
+            raise codec.BadRequest("ERR empty transaction: send at least one command")
+        for i, args in enumerate(commands):
+            try:
+                policy.check_command(args)  # blocking commands do not block inside MULTI
+            except policy.Refused as exc:
+                return json_error(400, f"{EXECABORT} Command {i}: {exc}")
+        payload = b"".join([_MULTI, *(_encode(args) for args in commands), _EXEC])
+        # The pool lends the connection exclusively, so MULTI..EXEC of concurrent requests
+        # never share a connection; a failure closes it (Redis then discards the MULTI).
+        async with self._pool(role).connection() as conn:
+            frames = await conn.execute(payload, len(commands) + 2)
+            if codec.is_error_frame(frames[0]):
+                conn.broken = True
+                return json_error(400, codec.error_text(frames[0]))
+        exec_frame = frames[-1]
+        if codec.is_error_frame(exec_frame):
+            message = codec.error_text(exec_frame)
+            for i, frame in enumerate(frames[1:-1]):
+                if codec.is_error_frame(frame):
+                    message = f"{message} Command {i}: {codec.error_text(frame)}"
+                    break
+            return json_error(400, message)
+        items = codec.array_items(exec_frame)
+        if items is None:
+            return json_error(400, f"{EXECABORT} (EXEC returned nil)")
+        return _json(200, [codec.item_json(frame, b64) for frame in items])
+
+    # -- SSE and internal endpoints ---------------------------------------------------------
+
+    async def _sse(
+        self, req: Request, kind: str, targets: list[bytes], role: Role
+    ) -> Response | StreamingResponse:
+        if b"text/event-stream" not in req.headers.get(b"accept", b"").lower():
+            raise codec.BadRequest(f"ERR /{kind} needs the header Accept: text/event-stream")
+        if kind == "monitor":
+            if targets and targets != [b""]:
+                raise codec.BadRequest("ERR /monitor takes no arguments")
+            targets = []
+        elif not targets or any(not t for t in targets):
+            raise codec.BadRequest(f"ERR /{kind} needs a non-empty {kind} target in the path")
+        if self.stats.sse_streams_open >= self.config.max_sse_streams:
+            return json_error(
+                503, f"ERR devserver: too many SSE streams open ({self.config.max_sse_streams})"
+            )
+        if self._latency_s:
+            await trio.sleep(self._latency_s)
+        try:
+            stream = await sse.open_stream(
+                self._pool(role),
+                kind,
+                targets,
+                heartbeat_s=self.config.sse_heartbeat_s,
+                stats=self.stats,
+            )
+        except sse.SseRefused as exc:
+            return json_error(400, str(exc))
+        return stream.response()
+
+    def _internal(self, req: Request, segments: list[bytes], role: Role) -> Response:
+        if role is not Role.FULL:
+            return json_error(
+                403, "ERR the devserver endpoints need the standard token, not the read-only one"
+            )
+        if segments == [b"stats"] and req.method in (b"GET", b"HEAD"):
+            return _json(200, self.stats_dict())
+        if segments == [b"reset-stats"] and req.method in (b"POST", b"PUT"):
+            self.stats.reset()
+            return _json(200, {"result": "OK"})
+        return json_error(
+            404,
+            "ERR unknown devserver endpoint: use GET /_devserver/stats "
+            "or POST /_devserver/reset-stats",
+        )
+
+
+def _too_large(exc: RequestTooLarge) -> Response:
+    actual = f"{exc.actual} bytes" if exc.actual is not None else f"more than {exc.limit} bytes"
+    return json_error(
+        413, f"ERR max request size exceeded. Limit: {exc.limit} bytes, Actual: {actual}"
+    )
+
+
+def _bad_http(message: str) -> Response:
+    return json_error(400, message)
+
+
+async def run_devserver(
+    config: DevServerConfig,
+    *,
+    task_status: trio.TaskStatus[DevServerInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the devserver until cancelled; `task_status.started(DevServerInfo)` once listening.
+
+    Without `config.redis_url`, a redis-server child is started on a free loopback port and
+    stopped on exit.
+    """
+    token = config.token or generate_token()
+    readonly_token = config.readonly_token or generate_token()
+    async with contextlib.AsyncExitStack() as stack:
+        if config.redis_url is None:
+            process = await stack.enter_async_context(RedisServerProcess())
+            redis_url = process.url
+        else:
+            redis_url = config.redis_url
+        address = RedisAddress.from_url(redis_url)
+        app = DevServerApp(config, token, readonly_token, address)
+        await app.setup()
+        server = HttpServer(
+            app.handle,
+            max_body_bytes=config.max_request_bytes,
+            on_too_large=_too_large,
+            on_bad_request=_bad_http,
+        )
+        listeners = await trio.open_tcp_listeners(config.port, host=config.bind)
+        port = int(listeners[0].socket.getsockname()[1])
+        host = f"[{config.bind}]" if ":" in config.bind else config.bind
+        info = DevServerInfo(
+            url=f"http://{host}:{port}",
+            port=port,
+            redis_url=address.display,
+            token=token,
+            readonly_token=readonly_token,
+            token_generated=config.token is None,
+            readonly_token_generated=config.readonly_token is None,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.serve, listeners)
+                log.info("%s", info.startup_line())
+                task_status.started(info)
+        finally:
+            await app.aclose(forget_readonly_password=config.redis_url is not None)

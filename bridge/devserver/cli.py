@@ -1,0 +1,178 @@
+"""`resp-bridge devserver`: the click command over `DevServerConfig` / `run_devserver`.
+
+Thin on purpose: parse flags (each also an env var RESP_BRIDGE_DEVSERVER_<NAME>), set up
+logging to stderr, run the server under trio, print `READY <url>` on stdout once listening,
+and stop cleanly on Ctrl-C or SIGTERM (the redis-server child, if any, is stopped too).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import sys
+
+import click
+import trio
+
+from bridge.devserver.app import DEFAULT_MAX_REQUEST_BYTES, DevServerConfig, run_devserver
+from bridge.devserver.redis_conn import DEFAULT_POOL_SIZE, RedisAddress
+from bridge.devserver.redis_process import RedisProcessError
+from bridge.devserver.sse import DEFAULT_HEARTBEAT_S
+
+log = logging.getLogger("bridge.devserver")
+
+_ENV = "RESP_BRIDGE_DEVSERVER_"
+
+
+async def _serve(config: DevServerConfig) -> None:
+    async with trio.open_nursery() as nursery:
+        info = await nursery.start(run_devserver, config)
+        print(f"READY {info.url}", flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("devserver stopping (%s)", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+@click.command(
+    "devserver",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--bind",
+    default="127.0.0.1",
+    show_default=True,
+    envvar=_ENV + "BIND",
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8079,
+    show_default=True,
+    envvar=_ENV + "PORT",
+    help="TCP port to listen on; 0 picks a free port (see the READY line).",
+)
+@click.option(
+    "--redis-url",
+    default=None,
+    envvar=_ENV + "REDIS_URL",
+    metavar="URL",
+    help="Redis to front, redis://[user:password@]host:port[/db]. "
+    "Default: start a redis-server child on a free loopback port (stopped on exit).",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar=_ENV + "TOKEN",
+    help="Standard token (full access). Default: a random one, printed at start.",
+)
+@click.option(
+    "--readonly-token",
+    default=None,
+    envvar=_ENV + "READONLY_TOKEN",
+    help="Read-only token (Redis ACL user with read rights). Default: random, printed at start.",
+)
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    envvar=_ENV + "LATENCY_MS",
+    help="Delay added before every response, to emulate a WAN round trip.",
+)
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_REQUEST_BYTES,
+    show_default=True,
+    envvar=_ENV + "MAX_REQUEST_BYTES",
+    help="Largest request body accepted; larger ones get 413 'ERR max request size exceeded'.",
+)
+@click.option(
+    "--sse-heartbeat-s",
+    type=click.FloatRange(0.01),
+    default=DEFAULT_HEARTBEAT_S,
+    show_default=True,
+    envvar=_ENV + "SSE_HEARTBEAT_S",
+    help="Seconds between ': heartbeat' comments on idle SSE streams.",
+)
+@click.option(
+    "--redis-pool-size",
+    type=click.IntRange(1),
+    default=DEFAULT_POOL_SIZE,
+    show_default=True,
+    envvar=_ENV + "REDIS_POOL_SIZE",
+    help="Pooled Redis connections per token role (SSE streams use their own).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar=_ENV + "LOG_LEVEL",
+    help="Logging threshold (logs go to stderr).",
+)
+def devserver(
+    bind: str,
+    port: int,
+    redis_url: str | None,
+    token: str | None,
+    readonly_token: str | None,
+    latency_ms: float,
+    max_request_bytes: int,
+    sse_heartbeat_s: float,
+    redis_pool_size: int,
+    log_level: str,
+) -> None:
+    """Run a local Upstash-compatible Redis REST server in front of a real redis-server.
+
+    Implements the Upstash REST API (path, raw-body and JSON command forms, /pipeline,
+    /multi-exec, base64 and resp2 response formats, SSE /subscribe, /psubscribe and /monitor,
+    standard and read-only tokens). Prints `READY http://HOST:PORT` on stdout once listening.
+    Devserver extensions: GET /_devserver/stats and POST /_devserver/reset-stats.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    if token is not None and token == readonly_token:
+        raise click.BadParameter("must differ from --token", param_hint="--readonly-token")
+    if redis_url is not None:
+        try:
+            RedisAddress.from_url(redis_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+    config = DevServerConfig(
+        bind=bind,
+        port=port,
+        redis_url=redis_url,
+        token=token or None,
+        readonly_token=readonly_token or None,
+        latency_ms=latency_ms,
+        max_request_bytes=max_request_bytes,
+        sse_heartbeat_s=sse_heartbeat_s,
+        redis_pool_size=redis_pool_size,
+    )
+    try:
+        trio.run(_serve, config)
+    except BaseException as exc:  # trio wraps task errors in exception groups
+        leaf = _leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            return
+        if isinstance(leaf, RedisProcessError):
+            raise click.ClickException(str(leaf)) from None
+        if isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise click.ClickException(f"cannot listen on {bind}:{port}: {leaf}") from None
+        raise
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one real error inside nested exception groups (or the group itself if several)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
