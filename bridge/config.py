@@ -43,9 +43,7 @@ class BridgeConfig:
     port: int = _opt(6379, "TCP port for Redis clients (0 picks a free port; -1 disables TCP).")
     unixsocket: str | None = _opt(None, "Also listen on this unix socket path.")
     unixsocketperm: int = _opt(0o600, "Permissions of the unix socket (octal in files: 0o600).")
-    requirepass: str | None = _opt(
-        None, "Require clients to AUTH with this password.", secret=True
-    )
+    requirepass: str | None = _opt(None, "Require clients to AUTH with this password.", secret=True)
     max_clients: int = _opt(10000, "Most simultaneous client connections (like maxclients).")
     max_batch_commands: int = _opt(
         1000, "Most commands in one /pipeline request (Upstash's own SDK caps at 1000)."
@@ -54,8 +52,9 @@ class BridgeConfig:
         2 * MB, "Soft cap on the request body of one /pipeline (one big command may exceed it)."
     )
     max_request_bytes: int = _opt(
-        10 * MB, "Largest request the upstream accepts (Upstash free tier: 10 MB); bigger commands "
-        "are refused locally."
+        10 * MB,
+        "Largest request the upstream accepts (Upstash free tier: 10 MB); bigger commands "
+        "are refused locally.",
     )
     max_in_flight: int = _opt(8, "Most upstream HTTP requests in flight at once.")
     upstream_timeout_s: float = _opt(

@@ -60,7 +60,7 @@ def run(session: Session, args: list[bytes], spec: CommandSpec) -> tuple[bytes, 
     handler = _HANDLERS.get(spec.name)
     if handler is None:
         container = spec.name.split("|")[0]
-        if "|" in spec.name or len(args) > 1 and spec.subcommands:
+        if "|" in spec.name or (len(args) > 1 and spec.subcommands):
             return encode_error(errors.unknown_subcommand(args[1], container)), False
         return encode_error(errors.refused(spec.name, "not implemented by the bridge")), False
     return handler(session, args)
@@ -281,9 +281,11 @@ def _client_kill(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
                 return _err("ERR client-id should be greater than 0")
             filters.append(lambda s, w=wanted: s.id == w)
         elif key == b"addr":
-            filters.append(lambda s, v=value.decode("latin-1"): s.addr == v)
+            text = value.decode("latin-1")
+            filters.append(lambda s, v=text: s.addr == v)
         elif key == b"laddr":
-            filters.append(lambda s, v=value.decode("latin-1"): s.laddr == v)
+            text = value.decode("latin-1")
+            filters.append(lambda s, v=text: s.laddr == v)
         elif key == b"skipme":
             if value.lower() == b"yes":
                 filters.append(lambda s: s is not session)
@@ -372,9 +374,7 @@ def _doc_value(docs: object, proto: int) -> bytes:
             ]
             pairs.append((encode_resp2(key), encode_map(inner, proto)))
         elif key == b"arguments" and isinstance(value, list):
-            pairs.append(
-                (encode_resp2(key), encode_array([_doc_value(a, proto) for a in value]))
-            )
+            pairs.append((encode_resp2(key), encode_array([_doc_value(a, proto) for a in value])))
         else:
             pairs.append((encode_resp2(key), encode_resp2(value)))
     return encode_map(pairs, proto)

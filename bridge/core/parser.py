@@ -92,8 +92,10 @@ class RequestParser:
                     self._check_incomplete(tail, consumed)
                     break
                 size = _multibulk_size(item)
-                if size < 0 or tail[consumed : consumed + 1] != b"*":
-                    self._fail("Protocol error: expected '$', got something else")
+                if size < 0:
+                    self._fail(f"Protocol error: expected '$', got '{_type_char(item)}'")
+                if item is not None and not _ends_as_computed(tail, consumed, size, item):
+                    self._fail("Protocol error: expected '$' with a canonical length")
                 consumed += size
                 self._scan = None
                 if item:  # `*0` and `*-1` are ignored, like Redis
@@ -165,6 +167,34 @@ def _to_int(raw: bytes | bytearray) -> int | None:
     except ValueError:
         return None
     return value if value >= 0 else None
+
+
+def _type_char(item: object) -> str:
+    """The RESP type byte of what hiredis found where a bulk argument was expected."""
+    if isinstance(item, list):
+        for arg in item:
+            if type(arg) is not bytes:
+                return _TYPE_CHARS.get(type(arg), "?")
+    return "?"
+
+
+_TYPE_CHARS: dict[type, str] = {int: ":", list: "*", type(None): "$", float: ",", bool: "#"}
+
+
+def _ends_as_computed(tail: bytearray, start: int, size: int, item: list[bytes]) -> bool:
+    """Check the recomputed request length against the bytes: the last argument's `$len`
+    header must sit exactly where a canonical encoding puts it. Catches the forms hiredis
+    accepts but folds into bytes (`+status`, `=verbatim`, `$03` lengths), which would shift
+    every later request."""
+    end = start + size
+    if end > len(tail) or tail[end - 2 : end] != b"\r\n":
+        return False
+    if not item:
+        return True
+    last = item[-1]
+    header = b"$%d\r\n" % len(last)
+    data_start = end - 2 - len(last)
+    return tail[data_start - len(header) : data_start] == header
 
 
 def _hiredis_reason(exc: Exception) -> str:

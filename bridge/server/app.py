@@ -28,7 +28,7 @@ from bridge.core.resp import encode_error
 from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
 from bridge.server.connection import Connection
-from bridge.server.dispatcher import DispatchLimits, Dispatcher
+from bridge.server.dispatcher import Dispatcher, DispatchLimits
 from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
 
@@ -166,7 +166,9 @@ async def open_unix_listener(path: str, mode: int) -> trio.SocketListener:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
         else:
-            raise ConfigError(f"unixsocket: {path} exists and is not a socket; refusing to remove it")
+            raise ConfigError(
+                f"unixsocket: {path} exists and is not a socket; refusing to remove it"
+            )
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o777 & ~mode)
     try:
@@ -198,48 +200,43 @@ async def run_bridge(
 ) -> None:
     """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
     stats = Stats()
-    async with trio.open_nursery() as nursery:
-        async with upstream_for(config, nursery) as (url, token):
-            upstream = RestClient(
-                url,
-                token,
-                timeout_s=config.upstream_timeout_s,
-                connect_timeout_s=config.connect_timeout_s,
-                http2=config.http2,
-                max_connections=config.max_in_flight + 2,
+    async with trio.open_nursery() as nursery, upstream_for(config, nursery) as (url, token):
+        upstream = RestClient(
+            url,
+            token,
+            timeout_s=config.upstream_timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
+            http2=config.http2,
+            max_connections=config.max_in_flight + 2,
+        )
+        try:
+            server = BridgeServer(config, upstream, stats)
+            await _probe(config, upstream, server)
+            await nursery.start(server.dispatcher.run)
+            listeners: list[trio.SocketListener] = []
+            port: int | None = None
+            if config.port >= 0:
+                tcp = await trio.open_tcp_listeners(config.port, host=config.bind)
+                listeners += tcp
+                port = tcp[0].socket.getsockname()[1]
+            if config.unixsocket:
+                listeners.append(await open_unix_listener(config.unixsocket, config.unixsocketperm))
+            await nursery.start(trio.serve_listeners, server.handle_stream, listeners)
+            where = [f"{config.bind}:{port}"] if port is not None else []
+            where += [config.unixsocket] if config.unixsocket else []
+            log.info(
+                "ready: accepting Redis clients on %s, upstream %s",
+                " and ".join(where),
+                upstream.display_url,
             )
-            try:
-                server = BridgeServer(config, upstream, stats)
-                await _probe(config, upstream, server)
-                await nursery.start(server.dispatcher.run)
-                listeners: list[trio.SocketListener] = []
-                port: int | None = None
-                if config.port >= 0:
-                    tcp = await trio.open_tcp_listeners(config.port, host=config.bind)
-                    listeners += tcp
-                    port = tcp[0].socket.getsockname()[1]
-                if config.unixsocket:
-                    listeners.append(
-                        await open_unix_listener(config.unixsocket, config.unixsocketperm)
-                    )
-                await nursery.start(
-                    trio.serve_listeners, server.handle_stream, listeners
-                )
-                where = [f"{config.bind}:{port}"] if port is not None else []
-                where += [config.unixsocket] if config.unixsocket else []
-                log.info(
-                    "ready: accepting Redis clients on %s, upstream %s",
-                    " and ".join(where),
-                    upstream.display_url,
-                )
-                task_status.started(BridgeInfo(port, config.unixsocket, upstream.display_url))
-                await trio.sleep_forever()
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    await upstream.aclose()
-                if config.unixsocket:
-                    with contextlib.suppress(OSError):
-                        os.unlink(config.unixsocket)
+            task_status.started(BridgeInfo(port, config.unixsocket, upstream.display_url))
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await upstream.aclose()
+            if config.unixsocket:
+                with contextlib.suppress(OSError):
+                    os.unlink(config.unixsocket)
 
 
 async def _probe(config: BridgeConfig, upstream: RestClient, server: BridgeServer) -> None:

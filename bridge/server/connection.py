@@ -261,4 +261,3 @@ class Connection:
                 cancel_scope.cancel()
                 return
             await self._writer_wakeup.wait()
-

@@ -152,8 +152,7 @@ class Dispatcher:
                 if item.kind != PIPE:
                     break
                 if taken and (
-                    count >= limits.max_batch_commands
-                    or size + item.size > limits.max_batch_bytes
+                    count >= limits.max_batch_commands or size + item.size > limits.max_batch_bytes
                 ):
                     break
                 items.popleft()

@@ -11,10 +11,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-#: Upper bounds (ms) of the latency buckets: 0.25 ms … 30 s, roughly ×1.5 apart.
-LATENCY_BUCKETS_MS: tuple[float, ...] = tuple(
-    round(0.25 * 1.5**i, 3) for i in range(29)
-) + (float("inf"),)
+#: Upper bounds (ms) of the latency buckets: 0.25 ms … 30 s, roughly x1.5 apart.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    *tuple(round(0.25 * 1.5**i, 3) for i in range(29)),
+    float("inf"),
+)
 
 
 class Histogram:

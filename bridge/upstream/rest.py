@@ -106,7 +106,9 @@ class RestClient:
 
     async def _post(self, path: str, body: bytes, *, resp2: bool) -> httpx.Response:
         with _map_transport_errors():
-            response = await self._client.post(path, content=body, headers=self._headers(resp2=resp2))
+            response = await self._client.post(
+                path, content=body, headers=self._headers(resp2=resp2)
+            )
         token = response.headers.get("upstash-sync-token")
         if token:
             self.sync_token = token

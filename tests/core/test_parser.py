@@ -1,0 +1,118 @@
+"""Request parser: whole, byte by byte, and garbage (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.core.parser import ParserLimits, ProtocolError, RequestParser, split_inline
+from bridge.core.resp import encode_command
+
+COMMANDS = [
+    [b"SET", b"key", b"value"],
+    [b"GET", b"\x00\xff\r\n"],
+    [b"MSET", b"a", b"", b"b", b"x" * 1000],
+    [b"PING"],
+]
+
+
+def parse_all(data: bytes, chunk: int | None = None) -> list[list[bytes]]:
+    parser = RequestParser()
+    out: list[list[bytes]] = []
+    if chunk is None:
+        parser.feed(data)
+        out += parser.commands()
+    else:
+        for i in range(0, len(data), chunk):
+            parser.feed(data[i : i + chunk])
+            out += parser.commands()
+    return out
+
+
+def test_multibulk_whole_and_byte_by_byte() -> None:
+    data = b"".join(encode_command(c) for c in COMMANDS)
+    assert parse_all(data) == COMMANDS
+    assert parse_all(data, chunk=1) == COMMANDS
+    assert parse_all(data, chunk=7) == COMMANDS
+
+
+def test_inline_mixed_with_multibulk() -> None:
+    data = b"PING\r\n" + encode_command([b"GET", b"k"]) + b"set a 'b c'\n" + b"\r\n"
+    expected = [[b"PING"], [b"GET", b"k"], [b"set", b"a", b"b c"]]
+    assert parse_all(data) == expected
+    assert parse_all(data, chunk=1) == expected
+
+
+def test_empty_multibulk_ignored() -> None:
+    assert parse_all(b"*0\r\n*-1\r\n" + encode_command([b"PING"])) == [[b"PING"]]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"*1\r\n:1\r\n", "expected '.', got ':'"),
+        (b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\na\r\n", "expected '.', got '.'"),
+        (b"*1\r\n$-5\r\n", "Protocol error"),
+        (b"*x\r\n", "Protocol error"),
+        (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$999999999999\r\n", "invalid bulk length"),
+        (b'SET a "unbalanced\r\n', "unbalanced quotes"),
+    ],
+)
+def test_protocol_errors(data: bytes, message: str) -> None:
+    parser = RequestParser()
+    with pytest.raises(ProtocolError, match=message):
+        parser.feed(data)
+        parser.commands()
+    with pytest.raises(ProtocolError):  # sticky
+        parser.feed(b"*1\r\n$4\r\nPING\r\n")
+
+
+def test_limits() -> None:
+    limits = ParserLimits(
+        max_inline_bytes=10, max_bulk_bytes=5, max_args=2, max_query_buffer_bytes=100
+    )
+    for data in (b"PING PING PING\r\n", b"*3\r\n", b"*1\r\n$6\r\n", b"*1\r\n$1\r\n" + b"x" * 200):
+        parser = RequestParser(limits)
+        with pytest.raises(ProtocolError):
+            parser.feed(data)
+            parser.commands()
+
+
+def test_split_inline_quotes() -> None:
+    assert split_inline(b'set k "a\\x41\\n"') == [b"set", b"k", b"aA\n"]
+    assert split_inline(b"  ping   ") == [b"ping"]
+    assert split_inline(b"echo 'it\\'s'") == [b"echo", b"it's"]
+    assert split_inline(b'echo "x"y') is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=6), max_size=8),
+    st.integers(1, 13),
+)
+def test_roundtrip_any_chunking(commands: list[list[bytes]], chunk: int) -> None:
+    data = b"".join(encode_command(c) for c in commands)
+    assert parse_all(data, chunk=chunk) == commands
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_garbage_gives_commands_or_protocol_error(data: bytes) -> None:
+    parser = RequestParser()
+    try:
+        parser.feed(data)
+        result = parser.commands()
+    except ProtocolError:
+        return
+    assert all(isinstance(c, list) and all(type(a) is bytes for a in c) for c in result)
+
+
+@pytest.mark.parametrize(
+    "data", [b"*2\r\n$3\r\nGET\r\n+OK\r\n", b"*2\r\n$3\r\nGET\r\n$01\r\na\r\n*1\r\n$4\r\nPING\r\n"]
+)
+def test_non_canonical_requests_are_refused_not_misframed(data: bytes) -> None:
+    parser = RequestParser()
+    with pytest.raises(ProtocolError):
+        parser.feed(data)
+        parser.commands()

@@ -1,0 +1,137 @@
+"""End-to-end fixtures: a real bridge process in front of the real devserver and redis-server.
+
+The bridge runs as a subprocess (`resp-bridge serve`), exactly as users run it, on a free
+loopback port; clients are real redis-py connections and the real redis-cli.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+
+BRIDGE_START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class BridgeProcess:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: str
+    unixsocket: str | None = None
+    clients: list[redis.Redis] = field(default_factory=list)
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        kwargs.setdefault("protocol", 2)
+        kwargs.setdefault("socket_timeout", 10)
+        client = redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        self.clients.append(client)
+        return client
+
+    def pool_client(self, **kwargs: Any) -> redis.Redis:
+        """A client whose connection pool takes Connection kwargs (e.g. parser_class)."""
+        kwargs.setdefault("protocol", 2)
+        kwargs.setdefault("socket_timeout", 10)
+        pool = redis.ConnectionPool(host="127.0.0.1", port=self.port, **kwargs)
+        client = redis.Redis(connection_pool=pool)
+        self.clients.append(client)
+        return client
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_bridge(
+    tmp_dir: str, url: str | None, token: str | None, *extra: str, env: dict[str, str] | None = None
+) -> BridgeProcess:
+    port = free_port()
+    log_path = os.path.join(tmp_dir, f"bridge-{port}.log")
+    args = [
+        sys.executable, "-c", "from bridge.cli import main; main()", "serve",
+        "--port", str(port), *extra,
+    ]  # fmt: skip
+    if url is not None:
+        args += ["--url", url]
+    if token is not None:
+        args += ["--token", token]
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("UPSTASH_REDIS_REST")}
+    run_env.update(env or {})
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=run_env)
+    log_file.close()
+    bridge = BridgeProcess(port, proc, log_path)
+    deadline = time.monotonic() + BRIDGE_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bridge exited with {proc.returncode}:\n{bridge.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
+                    return bridge
+        except OSError:
+            time.sleep(0.05)
+    bridge.stop()
+    raise RuntimeError(f"bridge did not start in time:\n{bridge.log()}")
+
+
+@pytest.fixture(scope="session")
+def bridge(devserver: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
+    """One bridge for the session, in front of the session's devserver."""
+    proc = start_bridge(str(tmp_path_factory.mktemp("bridge")), devserver.url, devserver.token)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def bridge_factory(
+    tmp_path: Any,
+) -> Iterator[Callable[..., BridgeProcess]]:
+    """Start extra bridges with custom flags; all stopped at the end of the test."""
+    started: list[BridgeProcess] = []
+
+    def factory(url: str | None, token: str | None, *extra: str, **kw: Any) -> BridgeProcess:
+        proc = start_bridge(str(tmp_path), url, token, *extra, **kw)
+        started.append(proc)
+        return proc
+
+    yield factory
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def r(bridge: BridgeProcess, redis_server: Any) -> Iterator[redis.Redis]:
+    """A RESP2 redis-py client through the bridge, on a flushed database."""
+    direct = redis.Redis.from_url(redis_server.url)
+    direct.flushall()
+    direct.close()
+    client = bridge.client()
+    yield client
+    client.close()
