@@ -33,6 +33,10 @@ REQUEST_READ_TIMEOUT_S = 30.0
 RESPONSE_SEND_TIMEOUT_S = 30.0
 #: A streamed (SSE) write that makes no progress this long means a stuck client: drop it.
 STREAM_SEND_TIMEOUT_S = 30.0
+#: After refusing an oversize body, keep reading (and discarding) it this long / this much,
+#: so the client sees the 413 instead of a reset (closing with unread data sends RST).
+LINGER_TIMEOUT_S = 2.0
+LINGER_MAX_BYTES = 256 * 1024 * 1024
 #: Concurrent client connections; more wait in the accept backlog.
 MAX_CONNECTIONS = 2048
 
@@ -159,6 +163,7 @@ class _Connection:
                 request = await self._read_request()
             except RequestTooLarge as exc:
                 await self._send_simple(self._server._on_too_large(exc), force_close=True)
+                await self._linger()
                 return
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -180,6 +185,18 @@ class _Connection:
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+
+    async def _linger(self) -> None:
+        """Discard the unread body for a while before closing, so the client (still sending)
+        gets our error response instead of a connection reset."""
+        with trio.move_on_after(LINGER_TIMEOUT_S):
+            await self._stream.send_eof()
+            drained = 0
+            while drained < LINGER_MAX_BYTES:
+                data = await self._stream.receive_some(RECV_CHUNK_BYTES)
+                if not data:
+                    break
+                drained += len(data)
 
     async def _receive_into_h11(self) -> None:
         data = await self._stream.receive_some(RECV_CHUNK_BYTES)
