@@ -114,6 +114,15 @@ def first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+@main.command("commands")
+@click.option("--markdown", is_flag=True, help="Print the README's markdown summary.")
+def commands_cmd(markdown: bool) -> None:
+    """List how the bridge handles each Redis command: local, forwarded or refused (and why)."""
+    from bridge.core.command_docs import commands_markdown, commands_text
+
+    click.echo(commands_markdown() if markdown else commands_text(), nl=False)
+
+
 def _register() -> None:
     from bridge.devserver.cli import devserver
 

@@ -80,6 +80,9 @@ def _err(text: str) -> tuple[bytes, bool]:
 def _ping(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     if len(args) > 2:
         return _err(errors.wrong_arity("ping"))
+    if session.protocol == 2 and session.subscribed:
+        # Redis' subscribed-mode PING: a ["pong", message] array (redis-py health checks rely on it).
+        return _ok(b"*2\r\n$4\r\npong\r\n" + encode_bulk(args[1] if len(args) == 2 else b""))
     return _ok(encode_bulk(args[1]) if len(args) == 2 else b"+PONG\r\n")
 
 
@@ -212,7 +215,8 @@ def client_line(session: Session) -> bytes:
     fields = (
         f"id={session.id} addr={session.addr} laddr={session.laddr} fd=-1 "
         f"name={session.name.decode('latin-1')} age={session.age_s} idle={session.idle_s} "
-        f"flags={session.flags()} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf=0 qbuf-free=0 "
+        f"flags={session.flags()} db=0 sub={len(session.channels)} psub={len(session.patterns)} "
+        f"ssub=0 multi={multi} qbuf=0 qbuf-free=0 "
         f"argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "
         f"cmd={session.last_command} user=default redir=-1 resp={session.protocol} "
         f"lib-name={session.lib_name.decode('latin-1')} lib-ver={session.lib_ver.decode('latin-1')}"

@@ -71,7 +71,22 @@ class Transaction:
         self.silent = False
 
 
-Action = Reply | Forward | Transaction
+class PubSub:
+    """A change of subscriptions. `replies` holds one confirmation frame per name, in order;
+    for subscriptions each is sent once the upstream stream is live (so a message published
+    after the confirmation cannot be missed), for the others at once."""
+
+    __slots__ = ("kind", "names", "op", "replies", "silent")
+
+    def __init__(self, op: str, kind: str, names: list[bytes], replies: list[bytes]) -> None:
+        self.op = op  # "subscribe" | "unsubscribe" | "monitor"
+        self.kind = kind  # "channel" | "pattern" | "monitor"
+        self.names = names
+        self.replies = replies
+        self.silent = False
+
+
+Action = Reply | Forward | Transaction | PubSub
 
 
 class ServerContext(Protocol):
@@ -90,9 +105,9 @@ class Session:
     """State of one client connection. `handle(args)` → the action for that command."""
 
     __slots__ = (
-        "addr", "authenticated", "context", "created", "flags_extra", "id", "laddr",
-        "last_command", "last_seen", "lib_name", "lib_ver", "multi", "multi_dirty", "name",
-        "protocol", "reply_mode", "skip_next",
+        "addr", "authenticated", "channels", "context", "created", "flags_extra", "id", "laddr",
+        "last_command", "last_seen", "lib_name", "lib_ver", "monitoring", "multi", "multi_dirty",
+        "name", "patterns", "protocol", "reply_mode", "skip_next",
     )  # fmt: skip
 
     def __init__(self, client_id: int, context: ServerContext, addr: str = "", laddr: str = ""):
@@ -113,6 +128,9 @@ class Session:
         self.reply_mode = "on"
         self.skip_next = False
         self.flags_extra = ""
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
+        self.monitoring = False
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -137,6 +155,11 @@ class Session:
             return self._error(errors.NOAUTH)
         if self.multi is not None and name not in _NOT_QUEUED:
             return self._queue(args, spec)
+        if self.protocol == 2 and (self.channels or self.patterns) and name not in _SUBSCRIBED_OK:
+            return self._error(
+                f"ERR Can't execute '{name.decode('utf-8', 'replace')}': only (P|S)SUBSCRIBE / "
+                "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            )
         if spec is None:
             # Unknown to our table: the upstream may know it (newer Redis, modules).
             return Forward(args, None)
@@ -150,11 +173,7 @@ class Session:
         if route is Route.TRANSACTION:
             return self._transaction(name, args)
         if route is Route.PUBSUB:
-            return self._error(
-                errors.refused(
-                    spec.name, "pub/sub and MONITOR through the bridge are not available yet"
-                )
-            )
+            return self._pubsub(name, args)
         if route is Route.BLOCKING:
             return self._error(
                 errors.refused(
@@ -218,6 +237,46 @@ class Session:
             return self._error(errors.WATCH_IN_MULTI)
         return self._error(errors.WATCH_UNSUPPORTED)
 
+    def _pubsub(self, name: bytes, args: list[bytes]) -> Action:
+        """(P)(UN)SUBSCRIBE and MONITOR with Redis' replies and per-client counts."""
+        if name == b"monitor":
+            self.monitoring = True
+            return PubSub("monitor", "monitor", [], [OK])
+        pattern = name in (b"psubscribe", b"punsubscribe")
+        kind = "pattern" if pattern else "channel"
+        subs = self.patterns if pattern else self.channels
+        names = args[1:]
+        replies: list[bytes] = []
+        if name in (b"subscribe", b"psubscribe"):
+            for item in names:
+                subs.add(item)
+                replies.append(self._pubsub_frame(name, item))
+            return PubSub("subscribe", kind, names, replies)
+        if not names:
+            names = sorted(subs)
+        gone = []
+        for item in names:
+            if item in subs:
+                subs.discard(item)
+                gone.append(item)
+            replies.append(self._pubsub_frame(name, item))
+        if not replies:
+            replies.append(self._pubsub_frame(name, None))
+        return PubSub("unsubscribe", kind, gone, replies)
+
+    def _pubsub_frame(self, label: bytes, item: bytes | None) -> bytes:
+        count = len(self.channels) + len(self.patterns)
+        head = b">3\r\n" if self.protocol == 3 else b"*3\r\n"
+        if item is None:
+            body = b"_\r\n" if self.protocol == 3 else b"$-1\r\n"
+        else:
+            body = b"$%d\r\n%s\r\n" % (len(item), item)
+        return head + b"$%d\r\n%s\r\n" % (len(label), label) + body + b":%d\r\n" % count
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.channels or self.patterns)
+
     def _queue(self, args: list[bytes], spec: CommandSpec | None) -> Reply:
         """Queue a command inside MULTI, or flag the transaction like Redis' queue-time errors."""
         assert self.multi is not None
@@ -267,6 +326,9 @@ class Session:
         self.reply_mode = "on"
         self.skip_next = False
         self.authenticated = not self.context.requirepass
+        self.channels.clear()
+        self.patterns.clear()
+        self.monitoring = False
 
     @property
     def age_s(self) -> int:
@@ -278,10 +340,22 @@ class Session:
 
     def flags(self) -> str:
         flags = ""
+        if self.monitoring:
+            flags += "O"
+        if self.subscribed:
+            flags += "P"
         if self.multi is not None:
             flags += "x"
         return flags or "N"
 
+
+# Commands a RESP2 client may send while subscribed (Redis' rule).
+_SUBSCRIBED_OK = frozenset(
+    {
+        b"subscribe", b"psubscribe", b"unsubscribe", b"punsubscribe", b"ssubscribe",
+        b"sunsubscribe", b"ping", b"quit", b"reset",
+    }
+)  # fmt: skip
 
 # Commands never queued by MULTI: they act on the transaction or the connection itself.
 _NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})

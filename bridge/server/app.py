@@ -15,8 +15,9 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -42,6 +43,44 @@ class BridgeInfo:
     port: int | None
     unixsocket: str | None
     upstream_url: str
+
+
+class PubSubHubLike(Protocol):
+    """What connections need from the pub/sub hub (bridge/server/pubsub.py implements it).
+
+    `done(error)` is called once per subscribe/monitor request: error "" when the upstream
+    stream is live (then the confirmation is sent), else the error text for the client.
+    """
+
+    def subscribe(
+        self, conn: Connection, kind: str, name: bytes, done: Callable[[str], None]
+    ) -> None: ...
+
+    def unsubscribe(self, conn: Connection, kind: str, name: bytes) -> None: ...
+
+    def monitor(self, conn: Connection, done: Callable[[str], None]) -> None: ...
+
+    def drop(self, conn: Connection) -> None: ...
+
+
+class UnavailableHub:
+    """Stand-in until the SSE relay is wired: every subscription fails with a clear error."""
+
+    REASON = "ERR pub/sub and MONITOR are not available in this build of resp-bridge"
+
+    def subscribe(
+        self, conn: Connection, kind: str, name: bytes, done: Callable[[str], None]
+    ) -> None:
+        done(self.REASON)
+
+    def unsubscribe(self, conn: Connection, kind: str, name: bytes) -> None:
+        pass
+
+    def monitor(self, conn: Connection, done: Callable[[str], None]) -> None:
+        done(self.REASON)
+
+    def drop(self, conn: Connection) -> None:
+        pass
 
 
 class BridgeServer:
@@ -71,6 +110,7 @@ class BridgeServer:
         )
         self.connections: dict[int, Connection] = {}
         self._ids = itertools.count(1)
+        self.pubsub: PubSubHubLike = UnavailableHub()
 
     # -- ServerContext ---------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -19,7 +20,7 @@ import trio
 from bridge.core import codec
 from bridge.core.parser import ProtocolError, RequestParser
 from bridge.core.resp import encode_error, frame_end
-from bridge.core.session import Forward, QueuedCommand, Reply, Session, Transaction
+from bridge.core.session import Forward, PubSub, QueuedCommand, Reply, Session, Transaction
 from bridge.server.dispatcher import MULTI, PIPE, SINGLE, ClientQueue, Pending
 
 if TYPE_CHECKING:
@@ -31,16 +32,21 @@ log = logging.getLogger("bridge.connection")
 READ_SIZE = 64 * 1024
 #: Longest time the writer may spend flushing after the client stopped sending (EOF).
 DRAIN_AFTER_EOF_S = 30.0
+#: Pub/sub and MONITOR bytes a client may leave unread before it is disconnected (Redis'
+#: client-output-buffer-limit for pubsub is 32 MB hard).
+MAX_PUSH_BUFFER_BYTES = 32 * 1024 * 1024
 
 
 class Slot:
-    """A reply position: `data` is None until the reply is known."""
+    """A reply position: `data` is None until the reply is known; `push` marks pub/sub output
+    (counted against the push buffer limit, not the pending-replies limit)."""
 
-    __slots__ = ("close", "data")
+    __slots__ = ("close", "data", "push")
 
-    def __init__(self, data: bytes | None = None, close: bool = False) -> None:
+    def __init__(self, data: bytes | None = None, close: bool = False, push: bool = False) -> None:
         self.data = data
         self.close = close
+        self.push = push
 
 
 class Connection:
@@ -58,6 +64,8 @@ class Connection:
         self._closing = False
         self._cancel = trio.CancelScope()
         self.pending_limit = server.config.max_pending_replies
+        self.push_bytes = 0
+        self.push_limit = MAX_PUSH_BUFFER_BYTES
 
     @property
     def id(self) -> int:
@@ -82,6 +90,7 @@ class Connection:
             log.exception("client %d: connection handler failed", self.id)
         finally:
             self.queue.closed = True
+            self.server.pubsub.drop(self)
             with trio.move_on_after(1) as scope:
                 scope.shield = True
                 await self.stream.aclose()
@@ -131,6 +140,12 @@ class Connection:
             self._push(Slot(data, action.close))
             if action.close:
                 self._closing = True
+            elif args[0].lower() == b"reset":
+                self.server.pubsub.drop(self)
+            return
+        if type(action) is PubSub:
+            stats.commands_local += 1
+            self._pubsub(action)
             return
         stats.commands_forwarded += 1
         if type(action) is Forward:
@@ -141,6 +156,70 @@ class Connection:
 
     def _push(self, slot: Slot) -> None:
         self.slots.append(slot)
+
+    # -- pub/sub and MONITOR (the hub calls back into `on_*` and `deliver_*`) --------------
+
+    def _pubsub(self, action: PubSub) -> None:
+        hub = self.server.pubsub
+        if action.op == "unsubscribe":
+            for name in action.names:
+                hub.unsubscribe(self, action.kind, name)
+            for reply in action.replies:
+                self._push(Slot(reply))
+            return
+        if action.op == "monitor":
+            slot = Slot()
+            self._push(slot)
+            hub.monitor(self, self._confirm(slot, action.replies[0], action.kind, b""))
+            return
+        for name, reply in zip(action.names, action.replies, strict=True):
+            slot = Slot()
+            self._push(slot)
+            hub.subscribe(self, action.kind, name, self._confirm(slot, reply, action.kind, name))
+
+    def _confirm(self, slot: Slot, reply: bytes, kind: str, name: bytes) -> Callable[[str], None]:
+        """Callback for the hub: the stream is live (error "") or could not be opened."""
+
+        def done(error: str) -> None:
+            if slot.data is not None:
+                return
+            if error:
+                slot.data = encode_error(error)
+                # The subscription did not happen: forget it so counts stay true.
+                if kind == "channel":
+                    self.session.channels.discard(name)
+                elif kind == "pattern":
+                    self.session.patterns.discard(name)
+                else:
+                    self.session.monitoring = False
+            else:
+                slot.data = reply
+            self._writer_wakeup.set()
+
+        return done
+
+    def deliver_push(self, frame_parts: list[bytes]) -> None:
+        """A message or pmessage from the hub: parts already bulk-encoded, e.g.
+        [$7 message, $2 ch, $5 hello]. Sent as a RESP2 array or a RESP3 push frame."""
+        head = b">%d\r\n" if self.session.protocol == 3 else b"*%d\r\n"
+        self._push_bytes(head % len(frame_parts) + b"".join(frame_parts))
+
+    def deliver_monitor(self, line: bytes) -> None:
+        """One MONITOR line (a status reply in Redis)."""
+        self._push_bytes(b"+" + line.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n")
+
+    def _push_bytes(self, data: bytes) -> None:
+        self.push_bytes += len(data)
+        if self.push_bytes > self.push_limit:
+            log.warning(
+                "client %d (%s): disconnected, %d bytes of pub/sub output unread (limit %d)",
+                self.id, self.session.addr, self.push_bytes, self.push_limit,
+            )  # fmt: skip
+            self.server.stats.errors["slow_subscriber"] += 1
+            self.kill()
+            return
+        self.slots.append(Slot(data, push=True))
+        self._writer_wakeup.set()
 
     def _forward(self, action: Forward) -> None:
         args = action.args
@@ -238,6 +317,8 @@ class Connection:
             while slots and slots[0].data is not None:
                 slot = slots.popleft()
                 out.append(slot.data)  # type: ignore[arg-type]
+                if slot.push:
+                    self.push_bytes -= len(slot.data)  # type: ignore[arg-type]
                 if slot.close:
                     close = True
                     break
