@@ -81,7 +81,7 @@ def _ping(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     if len(args) > 2:
         return _err(errors.wrong_arity("ping"))
     if session.protocol == 2 and session.subscribed:
-        # Redis' subscribed-mode PING: a ["pong", message] array (redis-py health checks rely on it).
+        # Subscribed-mode PING is a ["pong", message] array (redis-py health checks need it).
         return _ok(b"*2\r\n$4\r\npong\r\n" + encode_bulk(args[1] if len(args) == 2 else b""))
     return _ok(encode_bulk(args[1]) if len(args) == 2 else b"+PONG\r\n")
 
