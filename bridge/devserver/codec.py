@@ -116,6 +116,10 @@ def _to_command(item: object, where: str) -> list[bytes]:
         raise BadRequest(
             f"ERR {where}: the command name must be a non-empty string, got {_json_type(name)}"
         )
+    try:  # fast path: every argument is a string (or the literal text of a number)
+        return [arg.encode() for arg in item]
+    except (AttributeError, UnicodeEncodeError):
+        pass  # booleans, null, nested values, lone surrogates: the slow path says which
     args: list[bytes] = []
     for i, arg in enumerate(item):
         if isinstance(arg, str):  # JSON strings and the literal text of JSON numbers

@@ -12,6 +12,7 @@ each connection task catches `Exception` and closes only its own socket.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -148,15 +149,29 @@ class HttpServer:
 
 
 class _Connection:
-    __slots__ = ("_conn", "_method", "_server", "_stream")
+    """One client connection. A single cancel scope bounds it; its deadline is moved per phase
+    (idle wait, request read, response write) instead of opening a scope per step, which
+    keeps the per-request cost low. The handler itself runs without this deadline: Redis
+    calls carry their own timeouts."""
+
+    __slots__ = ("_conn", "_method", "_scope", "_server", "_stream")
 
     def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
         self._server = server
         self._stream = stream
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self._method = b""
+        self._scope = trio.CancelScope()
+
+    def _deadline_in(self, seconds: float) -> None:
+        self._scope.deadline = trio.current_time() + seconds
 
     async def run(self) -> None:
+        with self._scope:
+            await self._run()
+        # A passed deadline (idle keep-alive, slow request or stuck reader) closes quietly.
+
+    async def _run(self) -> None:
         conn = self._conn
         while True:
             try:
@@ -174,6 +189,7 @@ class _Connection:
                 return
             if request is None:
                 return
+            self._scope.deadline = math.inf
             response = await self._server._handler(request)
             if isinstance(response, StreamingResponse):
                 await self._send_stream(response)
@@ -212,28 +228,25 @@ class _Connection:
 
     async def _read_request(self) -> Request | None:
         conn = self._conn
+        # Between requests a keep-alive connection may idle; a started request has a deadline.
+        self._deadline_in(KEEPALIVE_IDLE_TIMEOUT_S)
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            # Between requests a keep-alive connection may idle; then the request has a deadline.
-            with trio.move_on_after(KEEPALIVE_IDLE_TIMEOUT_S):
-                data = await self._stream.receive_some(RECV_CHUNK_BYTES)
-                if not data:
-                    return None  # the client closed its keep-alive connection
-                conn.receive_data(data)
-            if not conn.trailing_data[0] and conn.their_state is h11.IDLE:
-                return None  # idle timeout
-        try:
-            with trio.fail_after(REQUEST_READ_TIMEOUT_S):
-                if event is h11.NEED_DATA:
-                    event = await self._next_event()
-                if isinstance(event, h11.ConnectionClosed):
-                    return None
-                if not isinstance(event, h11.Request):
-                    raise _ClientGone()
-                self._method = event.method
-                body = await self._read_body(event)
-        except trio.TooSlowError:
-            raise _ClientGone() from None
+            data = await self._stream.receive_some(RECV_CHUNK_BYTES)
+            if not data:
+                return None  # the client closed its keep-alive connection
+            conn.receive_data(data)
+            event = conn.next_event()
+        self._deadline_in(REQUEST_READ_TIMEOUT_S)
+        while event is h11.NEED_DATA:
+            await self._receive_into_h11()
+            event = conn.next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise _ClientGone()
+        self._method = event.method
+        body = await self._read_body(event)
         headers: dict[bytes, bytes] = {}
         for name, value in event.headers:
             headers[name] = headers[name] + b", " + value if name in headers else value
@@ -285,8 +298,8 @@ class _Connection:
         if response.body and self._method != b"HEAD":
             out += conn.send(h11.Data(data=response.body)) or b""
         out += conn.send(h11.EndOfMessage()) or b""
-        with trio.fail_after(RESPONSE_SEND_TIMEOUT_S):
-            await self._stream.send_all(out)
+        self._deadline_in(RESPONSE_SEND_TIMEOUT_S)
+        await self._stream.send_all(out)
 
     async def _send_stream(self, response: StreamingResponse) -> None:
         conn = self._conn

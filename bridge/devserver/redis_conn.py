@@ -343,6 +343,11 @@ class RedisPool:
 
     async def _acquire_slot(self) -> None:
         try:
+            self._slots.acquire_nowait()  # the common case: no cancel scope needed
+            return
+        except trio.WouldBlock:
+            pass
+        try:
             with trio.fail_after(POOL_ACQUIRE_TIMEOUT_S):
                 await self._slots.acquire()
         except trio.TooSlowError:
