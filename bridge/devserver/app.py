@@ -213,6 +213,11 @@ class DevServerApp:
         log.info("re-creating the read-only ACL user after: %s", exc)
         await self._ensure_readonly_user()
 
+    def count_connection(self, delta: int) -> None:
+        self.stats.http_connections_open += delta
+        if delta > 0:
+            self.stats.http_connections_total += 1
+
     def stats_dict(self) -> dict[str, int]:
         data = self.stats.as_dict()
         data["redis_connections_open"] = (
@@ -482,8 +487,8 @@ def _too_large(exc: RequestTooLarge) -> Response:
     )
 
 
-def _bad_http(message: str) -> Response:
-    return json_error(400, message)
+def _bad_http(status: int, message: str) -> Response:
+    return json_error(status, message)
 
 
 async def run_devserver(
@@ -512,8 +517,14 @@ async def run_devserver(
             max_body_bytes=config.max_request_bytes,
             on_too_large=_too_large,
             on_bad_request=_bad_http,
+            on_connection=app.count_connection,
         )
         listeners = await trio.open_tcp_listeners(config.port, host=config.bind)
+        if config.port == 0:
+            # Port 0 on a name with several addresses gives each its own port: keep one.
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
         port = int(listeners[0].socket.getsockname()[1])
         host = f"[{config.bind}]" if ":" in config.bind else config.bind
         info = DevServerInfo(

@@ -22,8 +22,9 @@ import trio
 
 log = logging.getLogger("bridge.devserver.http")
 
-#: Largest request head (request line + headers); Upstash tokens and paths fit easily.
-MAX_HEADER_BYTES = 64 * 1024
+#: Largest request head (request line + headers): path-form commands carry their arguments
+#: percent-encoded in the URL (up to 3 bytes per byte), so this is generous; larger -> 431.
+MAX_HEADER_BYTES = 1024 * 1024
 #: Bytes asked from the socket per read.
 RECV_CHUNK_BYTES = 64 * 1024
 #: An idle keep-alive connection is closed after this long without a new request.
@@ -103,12 +104,14 @@ class HttpServer:
         *,
         max_body_bytes: int,
         on_too_large: Callable[[RequestTooLarge], Response],
-        on_bad_request: Callable[[str], Response],
+        on_bad_request: Callable[[int, str], Response],
+        on_connection: Callable[[int], None] | None = None,
     ) -> None:
         self._handler = handler
         self._max_body_bytes = max_body_bytes
         self._on_too_large = on_too_large
         self._on_bad_request = on_bad_request
+        self._on_connection = on_connection
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def serve(
@@ -137,6 +140,8 @@ class HttpServer:
                 nursery.start_soon(self._serve_connection, stream, token)
 
     async def _serve_connection(self, stream: trio.SocketStream, token: object) -> None:
+        if self._on_connection is not None:
+            self._on_connection(+1)
         try:
             async with stream:
                 await _Connection(self, stream).run()
@@ -146,6 +151,8 @@ class HttpServer:
             log.exception("unexpected error on an HTTP connection; closing it")
         finally:
             self._limiter.release_on_behalf_of(token)
+            if self._on_connection is not None:
+                self._on_connection(-1)
 
 
 class _Connection:
@@ -183,9 +190,12 @@ class _Connection:
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     await self._send_simple(
-                        self._server._on_bad_request(f"ERR bad HTTP request: {exc}"),
+                        self._server._on_bad_request(
+                            exc.error_status_hint, f"ERR bad HTTP request: {exc}"
+                        ),
                         force_close=True,
                     )
+                    await self._linger()
                 return
             if request is None:
                 return
@@ -203,8 +213,8 @@ class _Connection:
                 return
 
     async def _linger(self) -> None:
-        """Discard the unread body for a while before closing, so the client (still sending)
-        gets our error response instead of a connection reset."""
+        """Discard what the client still sends for a while before closing, so that it reads
+        our error response instead of a connection reset."""
         with trio.move_on_after(LINGER_TIMEOUT_S):
             await self._stream.send_eof()
             drained = 0

@@ -123,3 +123,16 @@ def test_stats_count_requests_and_commands(
         assert stats["commands"] == 0
         client.get("/ping")
         assert server.stats()["http_requests"] == 1
+
+
+def test_keep_alive_reuses_one_connection(
+    devserver_factory: Callable[..., DevServerHandle],
+) -> None:
+    server = devserver_factory()
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
+        for _ in range(20):
+            assert client.get("/ping").json() == {"result": "PONG"}
+        stats = client.get("/_devserver/stats").json()
+    assert stats["http_requests"] == 20
+    assert stats["http_connections_total"] == 1
+    assert stats["http_connections_open"] == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -177,3 +179,31 @@ def test_put_with_body_is_like_post(client: httpx.Client, flush_redis: redis.Red
     assert client.put("/set/p", content=b"body").json() == {"result": "OK"}
     assert flush_redis.get("p") == b"body"
     assert client.put("/", json=["GET", "p"]).json() == {"result": "body"}
+
+
+def test_query_arguments_apply_to_get_too(client: httpx.Client, flush_redis: redis.Redis) -> None:
+    assert client.get("/set/k/v?EX=50").json() == {"result": "OK"}
+    assert 0 < flush_redis.ttl("k") <= 50
+
+
+def test_long_binary_key_in_the_path(client: httpx.Client, flush_redis: redis.Redis) -> None:
+    key = bytes(range(256)) * 80  # 20,480 bytes -> ~61 KB percent-encoded (httpx max: 64 KB)
+    path = "/set/" + "".join(f"%{b:02X}" for b in key)
+    assert client.post(path, content=b"v").json() == {"result": "OK"}
+    assert flush_redis.get(key) == b"v"
+
+
+def test_oversize_request_head_is_431(devserver: DevServerHandle) -> None:
+    url = httpx.URL(devserver.url)
+    request = b"GET /get/" + b"k" * (2 * 1024 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    reply = b""
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        # The server answers once the head exceeds its limit and closes; the rest of our
+        # request may then be refused with a reset.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(request)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    assert b"bad HTTP request" in reply
