@@ -30,6 +30,7 @@ from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
 from bridge.server.connection import Connection
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
+from bridge.server.pubsub import PubSubHub
 from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
 
@@ -253,6 +254,8 @@ async def run_bridge(
             server = BridgeServer(config, upstream, stats)
             await _probe(config, upstream, server)
             await nursery.start(server.dispatcher.run)
+            server.pubsub = hub = PubSubHub.for_rest(upstream, config)
+            await nursery.start(hub.run)
             listeners: list[trio.SocketListener] = []
             port: int | None = None
             if config.port >= 0:

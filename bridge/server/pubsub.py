@@ -39,6 +39,7 @@ from typing import Protocol
 
 import trio
 
+from bridge.config import BridgeConfig
 from bridge.core.resp import encode_bulk
 from bridge.errors import (
     UpstreamAuthError,
@@ -48,6 +49,7 @@ from bridge.errors import (
     UpstreamTimeout,
 )
 from bridge.errors import upstream_error_reply as _error_reply
+from bridge.upstream.rest import RestClient
 from bridge.upstream.sse import SseClient
 
 log = logging.getLogger("bridge.pubsub")
@@ -139,6 +141,16 @@ class PubSubHub:
         self.messages = 0
         #: Pushes handed to client connections (a message times its subscribers).
         self.deliveries = 0
+
+    @classmethod
+    def for_rest(cls, upstream: RestClient, config: BridgeConfig) -> PubSubHub:
+        """The hub of a running bridge: streams go to the same upstream (URL and current
+        token) as `upstream`, on an HTTP client of their own."""
+        return cls(
+            SseClient.for_rest(
+                upstream, connect_timeout_s=config.connect_timeout_s, http2=config.http2
+            )
+        )
 
     @property
     def streams(self) -> int:
