@@ -230,9 +230,22 @@ RESP3_SHAPES: Mapping[str, str] = {
     "cluster|nodes": "verbatim",
 }
 
-#: Commands whose Valkey reply_schema mentions maps, doubles or unique items but whose RESP3
-#: reply is the RESP2 one (checked against redis-server 7.0 where it can run them).
+#: Commands whose Valkey reply_schema mentions maps, doubles, unique items or fixed-length
+#: tuples but whose RESP3 reply is the RESP2 one (checked against redis-server 7.0).
 RESP3_SAME_AS_RESP2: Mapping[str, str] = {
+    "blpop": "[key, element]",
+    "brpop": "[key, element]",
+    "lmpop": "[key, [elements]]",
+    "blmpop": "[key, [elements]]",
+    "scan": "[cursor, [keys]]",
+    "sscan": "[cursor, [members]]",
+    "hscan": "[cursor, [field, value, ...]] stays flat",
+    "zscan": "[cursor, [member, score, ...]] stays flat, scores stay bulk strings",
+    "xpending": "arrays of entries",
+    "xrevrange": "stream entries are arrays",
+    "role": "array",
+    "latency|history": "arrays of [timestamp, latency]",
+    "latency|latest": "arrays of events",
     "hkeys": "array, not a set",
     "lpos": "array of positions",
     "command|getkeys": "array of key names",

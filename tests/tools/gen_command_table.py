@@ -65,8 +65,6 @@ command JSON files (BSD licence) and, for every command, `reply_hints` summarisi
 `bridge/core/commands.py` is built from this; routing and RESP3 shapes live there.
 """
 
-# ruff: noqa: E501
-
 from typing import Any
 
 REDIS_VERSION = {version!r}
@@ -371,10 +369,12 @@ def build(command: bytes, docs: bytes, valkey: dict[str, dict[str, Any]]) -> dic
         container, _, sub = full.partition("|")
         converted = _valkey_entry(valkey[full])
         if sub:
-            table[container].setdefault("subcommands", {})[sub] = converted
+            subs = table[container].setdefault("subcommands", {})
+            subs[sub] = converted
+            table[container]["subcommands"] = dict(sorted(subs.items()))
         else:
             table[full] = converted
-    return table
+    return dict(sorted(table.items()))
 
 
 def _walk(table: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
