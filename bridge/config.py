@@ -78,6 +78,16 @@ class BridgeConfig:
     )
     idle_timeout_s: float = _opt(0.0, "Close clients idle this long (0 = never, like Redis).")
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
+    log_format: str = _opt(
+        "auto",
+        "Log lines: journal (<N> priority prefix, no timestamp), text (timestamped) or auto "
+        "(journal when stderr is systemd's journal stream).",
+    )
+    shutdown_timeout_s: float = _opt(
+        10.0,
+        "On SIGTERM, seconds to let in-flight commands finish before closing clients "
+        "(keep below the unit's TimeoutStopSec).",
+    )
     redis_server: str = _opt(
         "redis-server", "redis-server binary for the embedded default upstream."
     )
@@ -102,6 +112,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(BridgeConfig)}
 _CHOICES = {
     "response_format": ("auto", "resp2", "json"),
     "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("auto", "journal", "text"),
 }
 
 
@@ -203,6 +214,8 @@ def validate(config: BridgeConfig) -> None:
     for name in ("upstream_timeout_s", "connect_timeout_s"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name}: must be a positive number of seconds")
+    if not 0 <= config.shutdown_timeout_s <= 3600:  # also refuses nan and inf
+        raise ConfigError("shutdown_timeout_s: must be between 0 (close at once) and 3600 seconds")
     if config.idle_timeout_s < 0:
         raise ConfigError("idle_timeout_s: must be 0 (off) or positive")
     if not 0 <= config.unixsocketperm <= 0o777:
