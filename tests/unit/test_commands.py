@@ -42,7 +42,7 @@ REDIS_SERVER = shutil.which("redis-server")
 EXTRAS = frozenset({"client|setinfo", "client|no-touch", "waitaof"})
 
 
-# --- a private redis-server --------------------------------------------------------------------
+# --- a private redis-server ----------------------------------------------------------------------
 
 
 class RawConnection:
@@ -74,6 +74,13 @@ class RawConnection:
         self._sock.close()
 
 
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class RealRedis:
     """A redis-server process on a free loopback port, in its own temporary directory."""
 
@@ -81,11 +88,9 @@ class RealRedis:
         if REDIS_SERVER is None:
             pytest.skip("redis-server is not installed")
         self.dir = tempfile.mkdtemp(prefix="resp-bridge-test-")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", *extra_args]
+        argv += ["--save", "", "--appendonly", "no", "--logfile", "redis.log", *extra_args]
         self.proc = subprocess.Popen(
             argv, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -96,9 +101,17 @@ class RealRedis:
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
+                    log = self._log_tail()
                     self.stop()
-                    raise RuntimeError("redis-server did not start") from None
+                    raise RuntimeError(f"redis-server did not start:\n{log}") from None
                 time.sleep(0.02)
+
+    def _log_tail(self) -> str:
+        try:
+            with open(f"{self.dir}/redis.log", errors="replace") as log:
+                return "".join(log.readlines()[-10:])
+        except OSError:
+            return ""
 
     def connect(self, protocol: int = 2) -> RawConnection:
         return RawConnection(self.port, protocol)
@@ -130,7 +143,7 @@ def conn(real_redis: RealRedis) -> Iterator[RawConnection]:
     connection.close()
 
 
-# --- the table against the server -------------------------------------------------------------
+# --- the table against the server ----------------------------------------------------------------
 
 
 def _without_extras(entry: list[Any]) -> list[Any]:
@@ -260,7 +273,7 @@ def test_key_positions_for_bad_arguments_are_empty() -> None:
     assert spec is not None and key_positions(spec, [b"PING"]) == []
 
 
-# --- lookup, resolve, arity --------------------------------------------------------------------
+# --- lookup, resolve, arity ----------------------------------------------------------------------
 
 
 def test_lookup_is_case_insensitive_and_takes_bytes_or_str() -> None:
@@ -314,7 +327,7 @@ def test_table_has_subcommands_sorted_and_named_redis7_style() -> None:
     assert {"setinfo", "no-touch"} <= set(client.subcommands)
 
 
-# --- routing policy -----------------------------------------------------------------------------
+# --- routing policy ------------------------------------------------------------------------------
 
 ROUTES: dict[Route, list[str]] = {
     Route.LOCAL: [
