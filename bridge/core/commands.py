@@ -407,14 +407,15 @@ def command_info_reply(spec: CommandSpec) -> list[Any]:
 
 
 def command_docs_reply(spec: CommandSpec) -> list[Any]:
-    """One `COMMAND DOCS` entry: `[name, [key, value, ...]]` (the map as a flat list)."""
+    """The value of one `COMMAND DOCS` entry (its key is `spec.name`): the docs map as a flat
+    RESP2 list `[b"summary", ..., b"since", ..., b"subcommands", [name, docs, ...]]`."""
     body = _resp(spec.docs)
     if spec.subcommands:
         subs: list[Any] = []
         for sub in spec.subcommands.values():
-            subs += command_docs_reply(sub)
+            subs += [sub.name.encode(), command_docs_reply(sub)]
         body += [b"subcommands", subs]
-    return [spec.name.encode(), body]
+    return body
 
 
 def help_reply(spec: CommandSpec) -> list[Status]:

@@ -417,7 +417,7 @@ def self_check(command: bytes, docs: bytes) -> None:
         return [part for pair in sorted(pairs) for part in pair]
 
     def doc(spec: Any) -> list[Any]:
-        name, body = commands.command_docs_reply(spec)
+        name, body = spec.name.encode(), commands.command_docs_reply(spec)
         if b"subcommands" in body[0::2]:
             i = body.index(b"subcommands") + 1
             subs = body[i]

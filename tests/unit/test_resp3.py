@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from bridge.core.commands import (
     RESP3_SHAPES,
     all_commands,
+    command_docs_reply,
     command_info_reply,
     lookup,
     resolve,
@@ -649,6 +650,20 @@ def test_command_reply_is_shaped_like_redis(pair: Pair) -> None:
             value.append([*entry[:9], [s for s in entry[9] if s[0] not in extras]])
     mine = encode_resp3(spec, [b"COMMAND"], value)
     assert _sorted_command_reply(mine) == _sorted_command_reply(real)
+
+
+def test_local_command_docs_reply_is_shaped_like_redis(pair: Pair) -> None:
+    """COMMAND DOCS built from the table, shaped for RESP3, equals the server's RESP3 bytes."""
+    names = ["get", "set", "georadius", "zadd", "xreadgroup", "migrate"]
+    spec = lookup("command|docs")
+    assert spec is not None
+    value: list[object] = []
+    for name in names:
+        found = lookup(name)
+        assert found is not None
+        value += [name.encode(), command_docs_reply(found)]
+    args = [b"COMMAND", b"DOCS", *(n.encode() for n in names)]
+    assert encode_resp3(spec, args, value) == pair.resp3.call(*args)
 
 
 def test_every_shape_is_verified_against_redis() -> None:
