@@ -113,15 +113,15 @@ def refused(name: str, reason: str) -> str:
 
 def upstream_error_reply(exc: UpstreamError) -> str:
     """The error line every command of a failed upstream request gets (never the token)."""
+    if isinstance(exc, UpstreamAuthError):
+        return (
+            "ERR upstream refused the REST token (HTTP 401), command not executed: check "
+            "UPSTASH_REDIS_REST_TOKEN or the bridge's token setting"
+        )
     if not exc.executed:
         return f"ERR upstream unavailable, command not executed: {exc}"
     if isinstance(exc, UpstreamTimeout):
         return f"ERR upstream timeout, outcome unknown (the command may have run): {exc}"
-    if isinstance(exc, UpstreamAuthError):
-        return (
-            "ERR upstream refused the REST token (HTTP 401): check UPSTASH_REDIS_REST_TOKEN "
-            "or the bridge's token setting"
-        )
     if isinstance(exc, UpstreamHTTPError):
         return f"ERR upstream HTTP {exc.status}: {exc}"
     return f"ERR upstream error, outcome unknown: {exc}"

@@ -14,7 +14,7 @@ ROUTE_TITLES = {
     Route.LOCAL: "Answered by the bridge itself",
     Route.TRANSACTION: "Transactions (queued in the bridge, EXEC sent as one /multi-exec)",
     Route.FORWARD: "Forwarded to the REST API (auto-batched into /pipeline)",
-    Route.PUBSUB: "Pub/Sub and MONITOR (refused until the SSE relay lands)",
+    Route.PUBSUB: "Pub/Sub and MONITOR (relayed from shared SSE streams)",
     Route.BLOCKING: "Blocking commands (refused until their emulation lands)",
     Route.REFUSED: "Refused, with the reason",
 }

@@ -239,8 +239,12 @@ def _client_list(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
         elif args[2].lower() == b"type" and len(args) == 4:
             if args[3].lower() not in (b"normal", b"pubsub", b"master", b"replica", b"slave"):
                 return _err(f"ERR Unknown client type '{args[3].decode('utf-8', 'replace')}'")
-            if args[3].lower() != b"normal":
-                wanted = set()
+            kind = args[3].lower()
+            wanted = {
+                s.id
+                for s in session.context.sessions()
+                if (kind == b"pubsub" and s.subscribed) or (kind == b"normal" and not s.subscribed)
+            }
         else:
             return _err("ERR syntax error")
     lines = b"".join(
@@ -417,6 +421,33 @@ def _info(session: Session, args: list[bytes]) -> Forward:
     return Forward(args, commands.lookup(b"info"), post=post)
 
 
+def _client_trackinginfo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    pairs = [
+        (encode_bulk(b"flags"), encode_array([encode_bulk(b"off")])),
+        (encode_bulk(b"redirect"), encode_int(-1)),
+        (encode_bulk(b"prefixes"), b"*0\r\n"),
+    ]
+    return _ok(encode_map(pairs, session.protocol))
+
+
+def _client_unblock(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+    return _ok(encode_int(0))  # no client of the bridge is ever blocked in the server
+
+
+def _forward(session: Session, args: list[bytes]) -> Forward:
+    """Introspection the upstream server answers exactly (COMMAND GETKEYS)."""
+    from bridge.core.session import Forward
+
+    return Forward(args, commands.resolve(args))
+
+
+def _help(lines: list[str]) -> Callable[[Session, list[bytes]], tuple[bytes, bool]]:
+    def handler(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+        return _ok(encode_array([encode_status(line) for line in lines]))
+
+    return handler
+
+
 def _lolwut(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_verbatim(f"resp-bridge {__version__}\n".encode(), session.protocol))
 
@@ -449,4 +480,23 @@ _HANDLERS: dict[str, Callable[[Session, list[bytes]], tuple[bytes, bool] | Forwa
     "config|get": _config_get,
     "info": _info,
     "lolwut": _lolwut,
+    "client|trackinginfo": _client_trackinginfo,
+    "client|unblock": _client_unblock,
+    "command|getkeys": _forward,
+    "command|getkeysandflags": _forward,
+    "command|help": _help(
+        [
+            "COMMAND <subcommand> [<arg> ...]. Subcommands are:",
+            "(no subcommand): details about all commands.",
+            "COUNT, LIST, INFO [<command-name> ...], DOCS [<command-name> ...],",
+            "GETKEYS <full-command>, GETKEYSANDFLAGS <full-command>.",
+        ]
+    ),
+    "config|help": _help(
+        [
+            "CONFIG <subcommand> [<arg> ...]. Subcommands handled by resp-bridge are:",
+            "GET <pattern>: the few parameters clients read at start (save, appendonly, ...).",
+            "SET, REWRITE and RESETSTAT are refused: the provider manages the server.",
+        ]
+    ),
 }

@@ -121,7 +121,7 @@ class Connection:
             except ProtocolError as exc:
                 stats.protocol_errors += 1
                 log.info("client %d (%s): %s", self.id, self.session.addr, exc)
-                self._push(Slot(encode_error(str(exc)), close=True))
+                self._push(Slot(encode_error(f"ERR {exc}"), close=True))
                 self._closing = True
                 return
             for args in commands:

@@ -30,17 +30,17 @@ def test_handshake_commands(r: redis.Redis) -> None:
     assert r.ping() is True
     assert r.echo("hi") == b"hi"
     assert r.client_setname("worker-1") is True
-    assert r.client_getname() == b"worker-1"
+    assert r.client_getname() in (b"worker-1", "worker-1")  # redis-py 8 decodes it
     assert isinstance(r.client_id(), int)
-    assert r.execute_command("CLIENT SETINFO", "LIB-NAME", "redis-py") == b"OK"
+    assert r.execute_command("CLIENT SETINFO", "LIB-NAME", "redis-py") in (True, b"OK")
     info = r.client_info()
-    assert info["name"] == "worker-1" and info["db"] == "0"
+    assert info["name"] == "worker-1" and str(info["db"]) == "0"
     listed = r.client_list()
     assert any(c["name"] == "worker-1" and ":" in c["addr"] for c in listed)
-    assert r.execute_command("SELECT", 0) == b"OK"
+    assert r.execute_command("SELECT", 0) in (True, b"OK")
     assert r.config_get("save") == {"save": ""}
     assert r.config_get("appendonly") == {"appendonly": "no"}
-    assert r.execute_command("CLIENT NO-EVICT", "on") == b"OK"
+    assert r.execute_command("CLIENT NO-EVICT", "on") in (True, b"OK")
 
 
 def test_select_other_db_is_refused(r: redis.Redis) -> None:
@@ -50,7 +50,7 @@ def test_select_other_db_is_refused(r: redis.Redis) -> None:
 
 def test_redis_py_with_db_1_fails_clearly(bridge) -> None:
     client = bridge.client(db=1)
-    with pytest.raises(redis.ConnectionError, match="Invalid Database"):
+    with pytest.raises(redis.RedisError, match="only database 0"):
         client.ping()
 
 
@@ -74,12 +74,21 @@ def test_info_has_upstream_and_bridge_sections(r: redis.Redis) -> None:
 def test_command_introspection(r: redis.Redis) -> None:
     count = r.command_count()
     assert count > 200
-    info = r.execute_command("COMMAND", "INFO", "get", "set")
-    assert info[0][0] == b"get" and info[0][1] == 2
-    assert r.execute_command("COMMAND", "INFO", "nosuchcmd") == [None]
-    docs = r.execute_command("COMMAND", "DOCS", "get")
-    assert b"get" in docs or "get" in docs
-    names = r.execute_command("COMMAND", "LIST")
+    info = r.command()  # redis-py parses every entry of COMMAND (no arguments)
+    assert info["get"]["arity"] == 2 and "readonly" in info["get"]["flags"]
+    assert info["set"]["first_key_pos"] == 1
+    conn = r.connection_pool.get_connection()
+    try:
+        conn.send_command("COMMAND", "INFO", "get", "nosuchcmd")
+        raw = conn.read_response()
+        conn.send_command("COMMAND", "DOCS", "get")
+        docs = conn.read_response()
+        conn.send_command("COMMAND", "LIST")
+        names = conn.read_response()
+    finally:
+        r.connection_pool.release(conn)
+    assert raw[0][0] == b"get" and raw[0][1] == 2 and raw[1] is None
+    assert docs[0] == b"get" and b"summary" in docs[1]
     assert b"hset" in names
 
 
@@ -136,7 +145,7 @@ def test_multi_exec_semantics(r: redis.Redis) -> None:
         conn.send_command("INCR", "a")
         assert conn.read_response() == b"QUEUED"
         conn.send_command("EXEC")
-        with pytest.raises(redis.ResponseError, match="EXECABORT"):
+        with pytest.raises(redis.exceptions.ExecAbortError, match="discarded"):
             conn.read_response()
         conn.send_command("EXEC")
         with pytest.raises(redis.ResponseError, match="EXEC without MULTI"):

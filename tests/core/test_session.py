@@ -1,0 +1,137 @@
+"""Session state machine without any I/O: handshake, MULTI, AUTH, subscribed mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from bridge.core import commands, local
+from bridge.core.commands import Route
+from bridge.core.session import Forward, PubSub, Reply, Session, Transaction
+
+
+class Context:
+    def __init__(self, requirepass: str | None = None) -> None:
+        self.requirepass = requirepass
+        self.all: list[Session] = []
+        self.server_version = "7.2.4"
+
+    def sessions(self) -> Iterable[Session]:
+        return self.all
+
+    def bridge_info(self) -> str:
+        return "# Bridge\r\nbridge_version:test\r\n"
+
+    def kill_client(self, client_id: int) -> bool:
+        return False
+
+
+def make(requirepass: str | None = None) -> Session:
+    ctx = Context(requirepass)
+    session = Session(1, ctx, "127.0.0.1:5000", "127.0.0.1:6379")
+    ctx.all.append(session)
+    return session
+
+
+def reply(session: Session, *args: bytes) -> bytes:
+    action = session.handle(list(args))
+    assert isinstance(action, Reply), action
+    return action.data
+
+
+def test_every_local_command_has_a_handler() -> None:
+    for spec in commands.all_commands():
+        for s in [spec, *spec.subcommands.values()]:
+            if s.route is Route.LOCAL and not s.subcommands:
+                assert s.name in local._HANDLERS, s.name
+
+
+def test_ping_echo_select() -> None:
+    s = make()
+    assert reply(s, b"PING") == b"+PONG\r\n"
+    assert reply(s, b"ping", b"hi") == b"$2\r\nhi\r\n"
+    assert reply(s, b"ECHO", b"x") == b"$1\r\nx\r\n"
+    assert reply(s, b"SELECT", b"0") == b"+OK\r\n"
+    assert reply(s, b"SELECT", b"3").startswith(b"-ERR SELECT 3 is not supported")
+    assert reply(s, b"GET").startswith(b"-ERR wrong number of arguments for 'get'")
+
+
+def test_forwarding_and_unknown_commands() -> None:
+    s = make()
+    action = s.handle([b"get", b"k"])
+    assert isinstance(action, Forward) and action.spec is not None and action.spec.name == "get"
+    action = s.handle([b"JSON.GET", b"k"])
+    assert isinstance(action, Forward) and action.spec is None  # the upstream decides
+
+
+def test_hello_switches_protocol_and_rejects_unknown_versions() -> None:
+    s = make()
+    assert reply(s, b"HELLO", b"4").startswith(b"-NOPROTO")
+    data = reply(s, b"HELLO", b"3", b"SETNAME", b"app")
+    assert data.startswith(b"%7\r\n") and b"proto\r\n:3\r\n" in data and b"7.2.4" in data
+    assert s.protocol == 3 and s.name == b"app"
+    assert reply(s, b"CLIENT", b"GETNAME") == b"$3\r\napp\r\n"
+
+
+def test_auth_flow() -> None:
+    s = make("pw")
+    assert reply(s, b"GET", b"k").startswith(b"-NOAUTH")
+    assert reply(s, b"HELLO", b"3").startswith(b"-NOAUTH")
+    assert reply(s, b"AUTH", b"bad").startswith(b"-WRONGPASS")
+    assert reply(s, b"AUTH", b"other", b"pw").startswith(b"-WRONGPASS")
+    assert reply(s, b"AUTH", b"default", b"pw") == b"+OK\r\n"
+    assert isinstance(s.handle([b"GET", b"k"]), Forward)
+    open_session = make()
+    assert reply(open_session, b"AUTH", b"x").startswith(b"-ERR AUTH <password> called without")
+
+
+def test_multi_queue_and_execabort() -> None:
+    s = make()
+    assert reply(s, b"MULTI") == b"+OK\r\n"
+    assert reply(s, b"MULTI").startswith(b"-ERR MULTI calls can not be nested")
+    assert reply(s, b"SET", b"a", b"1") == b"+QUEUED\r\n"
+    assert reply(s, b"PING") == b"+QUEUED\r\n"
+    action = s.handle([b"EXEC"])
+    assert isinstance(action, Transaction)
+    assert [q.local for q in action.commands] == [None, b"+PONG\r\n"]
+    assert reply(s, b"MULTI") == b"+OK\r\n"
+    assert reply(s, b"NOSUCH", b"x") == b"+QUEUED\r\n"  # unknown to us: the upstream decides
+    assert reply(s, b"GET").startswith(b"-ERR wrong number")
+    assert reply(s, b"EXEC").startswith(b"-EXECABORT")
+    assert reply(s, b"EXEC") == b"-ERR EXEC without MULTI\r\n"
+    assert reply(s, b"DISCARD") == b"-ERR DISCARD without MULTI\r\n"
+
+
+def test_subscribed_mode_rules_resp2() -> None:
+    s = make()
+    action = s.handle([b"SUBSCRIBE", b"a", b"b"])
+    assert isinstance(action, PubSub)
+    assert action.replies[1] == b"*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+    assert reply(s, b"GET", b"k").startswith(b"-ERR Can't execute 'get'")
+    assert reply(s, b"PING") == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    action = s.handle([b"UNSUBSCRIBE"])
+    assert isinstance(action, PubSub) and sorted(action.names) == [b"a", b"b"]
+    assert action.replies[-1].endswith(b":0\r\n")
+    action = s.handle([b"PUNSUBSCRIBE"])
+    assert isinstance(action, PubSub)
+    assert action.replies == [b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n"]
+    assert isinstance(s.handle([b"GET", b"k"]), Forward)
+
+
+def test_client_reply_modes() -> None:
+    s = make()
+    assert s.handle([b"CLIENT", b"REPLY", b"SKIP"]).data == b""  # type: ignore[union-attr]
+    assert s.handle([b"GET", b"k"]).silent is True
+    assert s.handle([b"GET", b"k"]).silent is False
+    s.handle([b"CLIENT", b"REPLY", b"OFF"])
+    assert s.handle([b"PING"]).silent is True
+    assert s.handle([b"CLIENT", b"REPLY", b"ON"]).silent is False
+
+
+@pytest.mark.parametrize("name", [b"BLPOP", b"CLUSTER", b"SHUTDOWN"])
+def test_refusals_name_the_command(name: bytes) -> None:
+    s = make()
+    args = {b"BLPOP": [b"BLPOP", b"q", b"0"], b"CLUSTER": [b"CLUSTER", b"INFO"]}.get(name, [name])
+    data = reply(s, *args)
+    assert data.startswith(b"-ERR '") and b"not supported by resp-bridge" in data
