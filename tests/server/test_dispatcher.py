@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from bridge.core import commands
-from bridge.server.dispatcher import PIPE, ClientQueue, DispatchLimits, Dispatcher, Pending
+from bridge.server.dispatcher import PIPE, ClientQueue, Dispatcher, DispatchLimits, Pending
 from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
 
@@ -125,7 +125,7 @@ async def test_one_client_pipeline_is_split_in_order() -> None:
 )
 async def test_write_errors_are_reported_not_retried(failure: object, expected: bytes) -> None:
     recorder = Recorder(fail=[failure])
-    dispatcher, stats, _ = make_dispatcher(recorder)
+    dispatcher, _, _ = make_dispatcher(recorder)
     out: list[bytes] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(dispatcher.run)
