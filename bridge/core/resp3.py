@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bridge.core.commands import CommandSpec
-from bridge.core.resp import ErrorReply, Status, encode_error, encode_status
+from bridge.core.resp import ErrorReply, Status, encode_error, encode_status, parse_frame
 
 # --- typed values --------------------------------------------------------------------------------
 
@@ -480,6 +480,18 @@ def shape_resp3(spec: CommandSpec | None, args: Sequence[bytes], value: object) 
 def encode_resp3(spec: CommandSpec | None, args: Sequence[bytes], value: object) -> bytes:
     """Encode the RESP2 reply to `args` (name first) as Redis 7 would send it in RESP3."""
     return encode_resp3_value(shape_resp3(spec, args, value))
+
+
+def encode_resp3_frame(spec: CommandSpec | None, args: Sequence[bytes], frame: bytes) -> bytes:
+    """`encode_resp3` for a raw RESP2 reply frame, passing it through when nothing changes.
+
+    RESP2 is RESP3 apart from nulls (`$-1`, `*-1` become `_`), so an unshaped reply without a
+    null needs no parsing at all: the common case costs one substring search.
+    """
+    shaped = spec is not None and spec.resp3 in SHAPES
+    if not shaped and b"$-1\r\n" not in frame and b"*-1\r\n" not in frame:
+        return frame
+    return encode_resp3(spec, args, parse_frame(frame))
 
 
 def encode_resp3_exec(

@@ -38,6 +38,7 @@ from bridge.core.resp3 import (
     Verbatim,
     encode_resp3,
     encode_resp3_exec,
+    encode_resp3_frame,
     encode_resp3_value,
     format_double,
     shape_resp3,
@@ -892,3 +893,20 @@ def test_any_value_through_any_shape_is_valid_resp3(
     frame = encode_resp3(spec, [*name.encode().split(b"|"), *args], value)
     assert typed(frame)  # complete, well-formed, nothing left over
     hiredis_value(frame)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(["get", "lrange", "hgetall", "zrange", "eval"]), value=_resp2_values)
+def test_encode_resp3_frame_equals_parse_then_encode(name: str, value: object) -> None:
+    spec = lookup(name)
+    args = [name.encode(), b"k", b"0", b"-1", b"WITHSCORES"]
+    frame = encode_resp2(value)
+    assert encode_resp3_frame(spec, args, frame) == encode_resp3(spec, args, parse_frame(frame))
+
+
+def test_encode_resp3_frame_passes_unshaped_frames_through() -> None:
+    frame = b"*2\r\n$1\r\na\r\n:1\r\n"
+    assert encode_resp3_frame(lookup("lrange"), [b"LRANGE"], frame) is frame
+    assert encode_resp3_frame(None, [b"X"], b"*1\r\n$-1\r\n") == b"*1\r\n_\r\n"
+    hgetall = lookup("hgetall")
+    assert encode_resp3_frame(hgetall, [b"HGETALL"], frame) == b"%1\r\n$1\r\na\r\n:1\r\n"
