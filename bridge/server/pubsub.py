@@ -146,11 +146,7 @@ class PubSubHub:
     def for_rest(cls, upstream: RestClient, config: BridgeConfig) -> PubSubHub:
         """The hub of a running bridge: streams go to the same upstream (URL and current
         token) as `upstream`, on an HTTP client of their own."""
-        return cls(
-            SseClient.for_rest(
-                upstream, connect_timeout_s=config.connect_timeout_s, http2=config.http2
-            )
-        )
+        return cls(SseClient.for_rest(upstream, connect_timeout_s=config.connect_timeout_s))
 
     @property
     def streams(self) -> int:

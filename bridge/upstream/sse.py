@@ -1,11 +1,12 @@
 """Server-Sent-Events client of the REST API's `/subscribe`, `/psubscribe` and `/monitor`.
 
-Owns the streaming HTTP requests (httpx, on a client of its own so that long-lived streams
-never take the slots of the command path) and the SSE wire format: `SseParser` is sans-I/O
-(bytes in, event texts out; lines end with CRLF, LF or CR; `data:` fields joined with LF; a
-blank line ends an event; comments and other fields ignored; every buffer bounded). Failures
-are mapped to the upstream exception tree of `bridge.errors` at this boundary: a non-2xx
-answer raises `UpstreamHTTPError` (`UpstreamAuthError` for 401) carrying the JSON error text.
+Owns the streaming HTTP requests (httpx over HTTP/1.1, on a client of its own so that
+long-lived streams never take the slots of the command path) and the SSE wire format:
+`SseParser` is sans-I/O (bytes in, event texts out; lines end with CRLF, LF or CR; `data:`
+fields joined with LF; a blank line ends an event; comments and other fields ignored; every
+buffer bounded). Failures are mapped to the upstream exception tree of `bridge.errors` at this
+boundary: a non-2xx answer raises `UpstreamHTTPError` (`UpstreamAuthError` for 401) carrying
+the JSON error text.
 
 It knows nothing of subscribers: `bridge.server.pubsub` decides what a stream means. The
 token is read from a callable at each request (so a reload applies to the next stream) and
@@ -44,7 +45,7 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 #: the devserver's 15 s heartbeat; Upstash documents none, so a quiet channel on a server that
 #: never sends heartbeats is re-opened this often (one SUBSCRIBE per stream per period).
 IDLE_TIMEOUT_S = 120.0
-#: Most streams open at once on this client (each is an HTTP/1.1 connection or HTTP/2 stream).
+#: Most streams open at once on this client (each is an HTTP/1.1 connection of its own).
 DEFAULT_MAX_STREAMS = 512
 
 #: The stream kinds and their paths.
@@ -97,9 +98,15 @@ class SseParser:
             pos = 1
         self._skip_lf = False
         end = len(data)
+        # Next CR and LF at or after `pos` (-1: none left); refreshed only once passed, so a
+        # chunk of many short lines is scanned in linear time.
+        cr = data.find(b"\r", pos)
+        lf = data.find(b"\n", pos)
         while pos < end:
-            cr = data.find(b"\r", pos)
-            lf = data.find(b"\n", pos)
+            if 0 <= cr < pos:
+                cr = data.find(b"\r", pos)
+            if 0 <= lf < pos:
+                lf = data.find(b"\n", pos)
             if cr < 0 and lf < 0:
                 self._buffer += data[pos:]
                 self._check(len(self._buffer))
@@ -157,7 +164,7 @@ class SseEvents:
     """The events of one open stream, read with `await events.next()` (None: it ended)."""
 
     def __init__(self, response: httpx.Response, parser: SseParser) -> None:
-        self._chunks = response.aiter_raw()
+        self._chunks = response.aiter_bytes()
         self._parser = parser
         self._ready: deque[str] = deque()
 
@@ -183,7 +190,6 @@ class SseClient:
         *,
         connect_timeout_s: float,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
-        http2: bool = True,
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_event_bytes: int = MAX_EVENT_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -194,7 +200,11 @@ class SseClient:
         self._max_event_bytes = max_event_bytes
         self._client = httpx.AsyncClient(
             base_url=self.url,
-            http2=http2 and self.url.startswith("https"),
+            # HTTP/1.1 on purpose: httpcore queues an HTTP/2 request that exceeds the server's
+            # max_concurrent_streams on a semaphore without timeout instead of opening another
+            # connection, so the 101st long-lived stream would hang; one connection per stream
+            # also keeps one stream's stall or reset from touching the others.
+            http2=False,
             # read: the longest silence tolerated between two chunks of an open stream.
             timeout=httpx.Timeout(
                 idle_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s
@@ -205,10 +215,23 @@ class SseClient:
         )
 
     @classmethod
-    def for_rest(cls, client: RestClient, **kwargs: object) -> SseClient:
+    def for_rest(
+        cls,
+        client: RestClient,
+        *,
+        connect_timeout_s: float,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+    ) -> SseClient:
         """An SSE client for the same upstream (URL and current token) as `client`."""
         url, token = credentials(client)
-        return cls(url, token, **kwargs)  # type: ignore[arg-type]
+        return cls(
+            url,
+            token,
+            connect_timeout_s=connect_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            max_streams=max_streams,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -224,6 +247,8 @@ class SseClient:
             "Accept": "text/event-stream",
             "Authorization": f"Bearer {self._token()}",
             "Cache-Control": "no-cache",
+            # A compressing server or proxy would hold events back to fill its blocks.
+            "Accept-Encoding": "identity",
         }
         path = stream_path(kind, name)
         with _map_transport_errors():
@@ -249,7 +274,7 @@ async def _refusal(response: httpx.Response) -> UpstreamHTTPError:
         body += response.content  # already read (a transport that is not streaming)
     except httpx.ResponseNotRead:
         with contextlib.suppress(httpx.HTTPError):
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) >= MAX_ERROR_BODY_BYTES:
                     break

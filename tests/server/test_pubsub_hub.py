@@ -27,7 +27,8 @@ from bridge.errors import (
     UpstreamProtocolError,
 )
 from bridge.server.pubsub import GlobPattern, PubSubHub, split_pmessage
-from bridge.upstream.sse import SseClient, SseParser, stream_path
+from bridge.upstream.rest import RestClient
+from bridge.upstream.sse import SseClient, SseParser, credentials, stream_path
 
 #: Upper bound for anything a test waits for (a failure, not a timing assertion).
 WAIT_S = 5.0
@@ -264,6 +265,7 @@ async def test_client_request_and_events() -> None:
         assert request.url.raw_path == b"/base/subscribe/a%2Fb"
         assert request.headers["accept"] == "text/event-stream"
         assert request.headers["authorization"] == "Bearer first"
+        assert request.headers["accept-encoding"] == "identity"
         assert await events.next() == "subscribe,a/b,1"
         upstream.streams[0].push(b"data: message,a/b,x\ndata: y\n\ndata: mess")
         upstream.streams[0].push(b"age,a/b,z\n\n")
@@ -276,6 +278,18 @@ async def test_client_request_and_events() -> None:
         assert upstream.requests[1].headers["authorization"] == "Bearer second"  # reloads
         assert await events.next() == '"OK"'
     await client.aclose()
+
+
+async def test_for_rest_follows_the_rest_clients_token() -> None:
+    rest = RestClient("http://upstream.test/db/", "old-token", timeout_s=1, connect_timeout_s=1)
+    url, token = credentials(rest)
+    assert (url, token()) == ("http://upstream.test/db", "old-token")
+    rest.set_token("new-token")  # RELOAD: the next stream uses the new token
+    assert token() == "new-token"
+    client = SseClient.for_rest(rest, connect_timeout_s=1)
+    assert client.url == "http://upstream.test/db"
+    await client.aclose()
+    await rest.aclose()
 
 
 async def test_client_errors() -> None:
