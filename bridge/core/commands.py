@@ -409,7 +409,7 @@ def command_info_reply(spec: CommandSpec) -> list[Any]:
 def command_docs_reply(spec: CommandSpec) -> list[Any]:
     """The value of one `COMMAND DOCS` entry (its key is `spec.name`): the docs map as a flat
     RESP2 list `[b"summary", ..., b"since", ..., b"subcommands", [name, docs, ...]]`."""
-    body = _resp(spec.docs)
+    body: list[Any] = _resp(spec.docs)
     if spec.subcommands:
         subs: list[Any] = []
         for sub in spec.subcommands.values():

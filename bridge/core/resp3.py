@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from bridge.core.commands import CommandSpec
 from bridge.core.resp import ErrorReply, Status, encode_error, encode_status, parse_frame
@@ -31,7 +32,7 @@ class Map:
     items: tuple[tuple[object, object], ...]
 
     @classmethod
-    def of(cls, pairs: Mapping[object, object] | Iterable[tuple[object, object]]) -> Map:
+    def of(cls, pairs: Mapping[Any, object] | Iterable[tuple[object, object]]) -> Map:
         if isinstance(pairs, Mapping):
             return cls(tuple(pairs.items()))
         return cls(tuple(pairs))
@@ -204,7 +205,7 @@ Shaper = Callable[[object], object]
 ShapeFactory = Callable[[Sequence[bytes]], Shaper]
 
 
-def _is_bulk(value: object) -> bool:
+def _is_bulk(value: object) -> TypeGuard[bytes]:
     return isinstance(value, bytes) and not isinstance(value, (Status, ErrorReply))
 
 
@@ -214,7 +215,7 @@ def _same(value: object) -> object:
 
 def _double(value: object) -> object:
     if _is_bulk(value):
-        parsed = Double.parse(value)  # type: ignore[arg-type]
+        parsed = Double.parse(value)
         if parsed is not None:
             return parsed
     return value
@@ -225,7 +226,7 @@ def _set(value: object) -> object:
 
 
 def _verbatim(value: object) -> object:
-    return Verbatim(value) if _is_bulk(value) else value  # type: ignore[arg-type]
+    return Verbatim(value) if _is_bulk(value) else value
 
 
 def _array(item: Shaper) -> Shaper:
@@ -294,9 +295,9 @@ def _map_of_pairs(values: Shaper = _same) -> Shaper:
             isinstance(x, list) and len(x) == 2 for x in value
         ):
             return value
-        if not _scalar_keys([x[0] for x in value]):  # type: ignore[index]
+        if not _scalar_keys([x[0] for x in value]):
             return value
-        return Map(tuple((x[0], values(x[1])) for x in value))  # type: ignore[index]
+        return Map(tuple((x[0], values(x[1])) for x in value))
 
     return shape
 

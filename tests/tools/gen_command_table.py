@@ -198,7 +198,7 @@ def _entry(info: object, docs_by_name: dict[str, object]) -> tuple[str, dict[str
     assert isinstance(info[9], list)
     sub_docs_by_name = dict(sub_docs)
     # Redis lists subcommands in hash table order, which changes from run to run: sort them.
-    for sub_info in sorted(info[9], key=lambda i: i[0]):  # type: ignore[index]
+    for sub_info in sorted(info[9], key=lambda i: i[0]):
         sub_name, sub = _entry(sub_info, sub_docs_by_name)
         subcommands[sub_name.split("|", 1)[1]] = sub
     assert sorted(n for n, _ in sub_docs) == [f"{name}|{s}" for s in subcommands], name
@@ -210,7 +210,7 @@ def _entry(info: object, docs_by_name: dict[str, object]) -> tuple[str, dict[str
         "step": info[5],
         "acl_categories": [_plain(c, "flags") for c in info[6]],
         "tips": _plain(info[7]),
-        "key_specs": [_key_spec(s) for s in info[8]],  # type: ignore[union-attr]
+        "key_specs": [_key_spec(s) for s in info[8]],
         "docs": docs,
         "reply_hints": [],
     }
@@ -400,7 +400,7 @@ def self_check(command: bytes, docs: bytes) -> None:
     extras = {f"{c}|{s}" if s else c for c, _, s in (e.partition("|") for e in EXTRA_COMMANDS)}
 
     def info(spec: Any) -> list[Any]:
-        reply = commands.command_info_reply(spec)
+        reply: list[Any] = commands.command_info_reply(spec)
         reply[9] = [sub for sub in reply[9] if sub[0].decode() not in extras]
         return reply
 
