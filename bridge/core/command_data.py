@@ -2,9 +2,9 @@
 
 The raw command metadata of redis-server 7.0.15 (`COMMAND`, `COMMAND DOCS`; BSD licence),
 commands and subcommands sorted by name; plus CLIENT SETINFO, CLIENT NO-TOUCH, WAITAOF from Valkey's
-command JSON files (BSD licence) and, for every command, `reply_hints` summarising Valkey's
-`reply_schema` ("map", "double", "unique", "tuple", "bool"). The command table in
-`bridge/core/commands.py` is built from this; routing and RESP3 shapes live there.
+command JSON files (BSD licence; Valkey 55bbbe09a) and, for every command, `reply_hints`
+summarising Valkey's `reply_schema` ("map", "double", "unique", "tuple", "bool"). The command
+table in `bridge/core/commands.py` is built from this; routing and RESP3 shapes live there.
 """
 
 from typing import Any

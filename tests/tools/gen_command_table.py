@@ -2,7 +2,9 @@
 
 Usage (from the repository root, with the project's virtualenv):
 
-    python tests/tools/gen_command_table.py --valkey-commands /path/to/valkey/src/commands
+    git clone --depth 1 https://github.com/valkey-io/valkey /tmp/valkey
+    python tests/tools/gen_command_table.py --valkey-commands /tmp/valkey/src/commands \
+        --valkey-ref "$(git -C /tmp/valkey rev-parse --short HEAD)"
 
 Where the data comes from:
 - `COMMAND` and `COMMAND DOCS` of a local `redis-server` 7.0 (BSD licence): arity, flags, key
@@ -60,9 +62,9 @@ HEADER = '''\
 
 The raw command metadata of redis-server {version} (`COMMAND`, `COMMAND DOCS`; BSD licence),
 commands and subcommands sorted by name; plus {extras} from Valkey's
-command JSON files (BSD licence) and, for every command, `reply_hints` summarising Valkey's
-`reply_schema` ("map", "double", "unique", "tuple", "bool"). The command table in
-`bridge/core/commands.py` is built from this; routing and RESP3 shapes live there.
+command JSON files (BSD licence; Valkey {valkey_ref}) and, for every command, `reply_hints`
+summarising Valkey's `reply_schema` ("map", "double", "unique", "tuple", "bool"). The command
+table in `bridge/core/commands.py` is built from this; routing and RESP3 shapes live there.
 """
 
 from typing import Any
@@ -440,6 +442,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--valkey-commands", type=Path, required=True, help="valkey src/commands")
     parser.add_argument("--redis-server", default="redis-server", help="redis-server 7.0 binary")
+    parser.add_argument("--valkey-ref", default="unknown", help="Valkey commit, for the header")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     opts = parser.parse_args()
 
@@ -448,7 +451,7 @@ def main() -> None:
         raise SystemExit(f"expected redis-server 7.0, got {version}")
     table = build(command, docs, _load_valkey(opts.valkey_commands))
     extras = ", ".join(e.upper().replace("|", " ") for e in EXTRA_COMMANDS)
-    text = HEADER.format(version=version, extras=extras)
+    text = HEADER.format(version=version, extras=extras, valkey_ref=opts.valkey_ref)
     text += pprint.pformat(table, width=100, sort_dicts=False) + "\n"
     opts.output.write_text(text)
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
