@@ -47,8 +47,8 @@ from bridge.errors import (
     UpstreamHTTPError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    upstream_error_reply,
 )
-from bridge.errors import upstream_error_reply as _error_reply
 from bridge.upstream.rest import RestClient
 from bridge.upstream.sse import SseClient
 
@@ -277,15 +277,21 @@ class PubSubHub:
                             self.streams_open -= 1
                     failure: str = "the upstream ended the stream"
                     reply = "ERR upstream ended the pub/sub stream before confirming it"
+                    idle = False
                 except trio.TooSlowError:
                     failure = f"no confirmation within {self._confirm_timeout_s} s"
-                    reply = _error_reply(UpstreamTimeout(failure))
+                    reply = f"ERR upstream pub/sub stream unavailable: {failure}"
+                    idle = False
                 except UpstreamError as exc:
                     failure, reply = str(exc) or type(exc).__name__, _refusal_reply(exc)
+                    # A live stream that went silent past the idle timeout: routine on a
+                    # server without heartbeats, so not worth a warning.
+                    idle = isinstance(exc, UpstreamTimeout) and live_since is not None
                 except Exception as exc:  # a bug here must not take the bridge down
                     log.exception("pub/sub stream for %s failed", stream.describe())
                     failure = type(exc).__name__
                     reply = f"ERR resp-bridge pub/sub failure: {failure}"
+                    idle = False
                 self._resolve(stream, reply)
                 if not stream.subscribers:
                     if live_since is None:
@@ -297,7 +303,8 @@ class PubSubHub:
                 delay = min(self._backoff_max_s, self._backoff_initial_s * 2**attempt)
                 delay *= 0.5 + 0.5 * self._rng.random()
                 attempt += 1
-                log.warning(
+                log.log(
+                    logging.INFO if idle else logging.WARNING,
                     "pub/sub stream for %s broke (%s); %d subscriber(s) stay subscribed, "
                     "reconnecting in %.2f s (messages published meanwhile are lost)",
                     stream.describe(), failure, len(stream.subscribers), delay,
@@ -335,11 +342,13 @@ class PubSubHub:
 def _refusal_reply(exc: UpstreamError) -> str:
     """The client's error for a stream that could not be opened: Redis' own text when the
     upstream relayed one (e.g. NOPERM for a read-only token), else the upstream error line."""
-    if isinstance(exc, UpstreamHTTPError) and not isinstance(exc, UpstreamAuthError):
+    if isinstance(exc, UpstreamAuthError):
+        return upstream_error_reply(exc)
+    if isinstance(exc, UpstreamHTTPError):
         if exc.status == 400 and str(exc)[:1].isupper():
             return str(exc)
         return f"ERR upstream refused the pub/sub stream (HTTP {exc.status}): {exc}"
-    return _error_reply(exc)
+    return f"ERR upstream pub/sub stream unavailable: {exc}"
 
 
 def split_pmessage(rest: str, matcher: GlobPattern) -> tuple[bytes, bytes]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import logging
 import random
 import re
 from collections.abc import AsyncIterator, Callable
@@ -55,8 +56,8 @@ class FakeSse(httpx.AsyncByteStream):
     def end(self) -> None:
         self._send.send_nowait(None)
 
-    def fail(self) -> None:
-        self._send.send_nowait(httpx.ReadError("connection reset"))
+    def fail(self, exc: Exception | None = None) -> None:
+        self._send.send_nowait(exc or httpx.ReadError("connection reset"))
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
@@ -523,6 +524,23 @@ async def test_stream_break_reconnects_subscribers_stay() -> None:
         assert done == ["", ""]  # nothing else was sent to the subscribers
 
 
+async def test_idle_timeout_reopens_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    upstream = FakeUpstream()
+    async with running_hub(upstream) as hub:
+        a = Recorder()
+        done: list[str] = []
+        hub.subscribe(a, "channel", b"quiet", done.append)
+        await wait_until(lambda: done == [""], "confirmation")
+        with caplog.at_level(logging.INFO, logger="bridge.pubsub"):
+            upstream.streams[0].fail(httpx.ReadTimeout("no data"))  # what httpx raises
+            await wait_until(lambda: hub.reconnects == 1 and hub.streams_open == 1, "reopen")
+        records = [r for r in caplog.records if r.name == "bridge.pubsub"]
+        assert [r.levelno for r in records] == [logging.INFO]
+        assert "ReadTimeout" in records[0].getMessage()
+        upstream.streams[1].event("message,quiet,still here")
+        await wait_until(lambda: len(a.pushes) == 1, "delivery")
+
+
 async def test_waiter_during_outage_gets_the_failure() -> None:
     upstream = FakeUpstream()
     async with running_hub(upstream, backoff_initial_s=0.2, backoff_max_s=0.2) as hub:
@@ -554,7 +572,8 @@ async def test_unexpected_first_event_and_unsubscribe_event() -> None:
         await wait_until(lambda: len(upstream.streams) == 1, "the stream")
         upstream.streams[0].event("message,c,too early")
         await wait_until(lambda: len(done) == 1, "the refusal")
-        assert done[0].startswith("ERR upstream error") and "confirmation" in done[0]
+        assert done[0].startswith("ERR upstream pub/sub stream unavailable: ")
+        assert "did not start with its confirmation" in done[0]
         hub.subscribe(a, "channel", b"d", done.append)
         await wait_until(lambda: len(upstream.streams) == 2, "the second stream")
         upstream.streams[1].event("subscribe,d,1")
