@@ -29,6 +29,7 @@ from bridge.core.resp import (
     frame_end,
     parse_frame,
 )
+from bridge.core.resp3 import encode_resp3
 
 if TYPE_CHECKING:
     from bridge.core.session import Forward, Session
@@ -328,9 +329,17 @@ def _client_help(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
 # -- COMMAND ---------------------------------------------------------------------------------
 
 
+def _shaped(session: Session, name: str, args: list[bytes], value: object) -> bytes:
+    """A locally built RESP2 value, encoded as Redis would for this client's protocol."""
+    if session.protocol == 3:
+        return encode_resp3(commands.lookup(name), args, value)
+    return encode_resp2(value)
+
+
 def _command(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     specs = sorted(commands.all_commands(), key=lambda s: s.name)
-    return _ok(encode_resp2([commands.command_info_reply(s) for s in specs]))
+    value = [commands.command_info_reply(s) for s in specs]
+    return _ok(_shaped(session, "command", args, value))
 
 
 def _command_count(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
@@ -349,10 +358,7 @@ def _command_info(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     for name in args[2:]:
         spec = commands.lookup(name)
         out.append(commands.command_info_reply(spec) if spec else None)
-    data = encode_resp2(out)
-    if session.protocol == 3:
-        data = data.replace(b"$-1\r\n", b"_\r\n") if None in out else data
-    return _ok(data)
+    return _ok(_shaped(session, "command|info", args, out))
 
 
 def _command_docs(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
@@ -361,31 +367,10 @@ def _command_docs(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
         if len(args) > 2
         else sorted(commands.all_commands(), key=lambda s: s.name)
     )
-    pairs = []
+    value: list[object] = []
     for spec in specs:
-        docs = commands.command_docs_reply(spec)
-        pairs.append((encode_bulk(spec.name.encode()), _doc_value(docs, session.protocol)))
-    return _ok(encode_map(pairs, session.protocol))
-
-
-def _doc_value(docs: object, proto: int) -> bytes:
-    """COMMAND DOCS entries are maps in RESP3: turn the flat [k, v, ...] lists into maps."""
-    if proto != 3 or not isinstance(docs, list):
-        return encode_resp2(docs)
-    pairs = []
-    for i in range(0, len(docs) - 1, 2):
-        key, value = docs[i], docs[i + 1]
-        if key in (b"subcommands",) and isinstance(value, list):
-            inner = [
-                (encode_resp2(value[j]), _doc_value(value[j + 1], proto))
-                for j in range(0, len(value) - 1, 2)
-            ]
-            pairs.append((encode_resp2(key), encode_map(inner, proto)))
-        elif key == b"arguments" and isinstance(value, list):
-            pairs.append((encode_resp2(key), encode_array([_doc_value(a, proto) for a in value])))
-        else:
-            pairs.append((encode_resp2(key), encode_resp2(value)))
-    return encode_map(pairs, proto)
+        value += [spec.name.encode(), commands.command_docs_reply(spec)]
+    return _ok(_shaped(session, "command|docs", args, value))
 
 
 # -- CONFIG GET / INFO -----------------------------------------------------------------------

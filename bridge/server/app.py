@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import socket
 import stat
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -26,10 +25,17 @@ from bridge.config import BridgeConfig
 from bridge.core.commands import CommandSpec
 from bridge.core.parser import ParserLimits
 from bridge.core.resp import encode_error
+from bridge.core.resp3 import encode_resp3_frame
 from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
 from bridge.server.connection import Connection
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
+from bridge.server.lifecycle import (
+    Lifecycle,
+    inherited_listeners,
+    inherited_port,
+    serve_clients,
+)
 from bridge.server.pubsub import PubSubHub
 from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
@@ -176,10 +182,7 @@ class BridgeServer:
 
 def to_resp3(spec: CommandSpec | None, args: list[bytes], frame: bytes) -> bytes:
     """RESP2 frame from the upstream → what Redis would send a RESP3 client."""
-    from bridge.core.resp import parse_frame
-    from bridge.core.resp3 import encode_resp3
-
-    return encode_resp3(spec, args, parse_frame(frame))
+    return encode_resp3_frame(spec, args, frame)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str, str]:
@@ -237,9 +240,17 @@ async def upstream_for(
 
 
 async def run_bridge(
-    config: BridgeConfig, *, task_status: trio.TaskStatus[BridgeInfo] = trio.TASK_STATUS_IGNORED
+    config: BridgeConfig,
+    *,
+    lifecycle: Lifecycle | None = None,
+    task_status: trio.TaskStatus[BridgeInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
+    """Run until cancelled, or with a `lifecycle` until it asks to stop, then drain clients.
+
+    With a lifecycle, sockets inherited from systemd (LISTEN_FDS) replace the TCP/unix
+    listeners of the config, and readiness/stopping are announced to systemd.
+    """
+    inherited = lifecycle.inherited if lifecycle is not None else []
     stats = Stats()
     async with trio.open_nursery() as nursery, upstream_for(config, nursery) as (url, token):
         upstream = RestClient(
@@ -258,26 +269,36 @@ async def run_bridge(
             await nursery.start(hub.run)
             listeners: list[trio.SocketListener] = []
             port: int | None = None
-            if config.port >= 0:
+            if inherited:
+                listeners = inherited_listeners(inherited)
+                port = inherited_port(inherited)
+                where = [s.describe() for s in inherited]
+                log.info("socket activation: %d listener(s) from systemd", len(listeners))
+            elif config.port >= 0:
                 tcp = await trio.open_tcp_listeners(config.port, host=config.bind)
                 listeners += tcp
                 port = tcp[0].socket.getsockname()[1]
-            if config.unixsocket:
+            if config.unixsocket and not inherited:
                 listeners.append(await open_unix_listener(config.unixsocket, config.unixsocketperm))
-            await nursery.start(trio.serve_listeners, server.handle_stream, listeners)
-            where = [f"{config.bind}:{port}"] if port is not None else []
-            where += [config.unixsocket] if config.unixsocket else []
-            log.info(
-                "ready: accepting Redis clients on %s, upstream %s",
-                " and ".join(where),
-                upstream.display_url,
-            )
-            task_status.started(BridgeInfo(port, config.unixsocket, upstream.display_url))
-            await trio.sleep_forever()
+            if not inherited:
+                where = [f"{config.bind}:{port}"] if port is not None else []
+                where += [config.unixsocket] if config.unixsocket else []
+
+            def listening() -> None:
+                log.info(
+                    "ready: accepting Redis clients on %s, upstream %s",
+                    " and ".join(where),
+                    upstream.display_url,
+                )
+                unixsocket = None if inherited else config.unixsocket
+                task_status.started(BridgeInfo(port, unixsocket, upstream.display_url))
+
+            await serve_clients(server, listeners, lifecycle, listening)
+            nursery.cancel_scope.cancel()  # drained: stop the dispatcher and the hub
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await upstream.aclose()
-            if config.unixsocket:
+            if config.unixsocket and not inherited:
                 with contextlib.suppress(OSError):
                     os.unlink(config.unixsocket)
 
@@ -313,16 +334,19 @@ async def _probe(config: BridgeConfig, upstream: RestClient, server: BridgeServe
     )
 
 
-async def serve_forever(config: BridgeConfig) -> None:
-    """CLI entry: run the bridge until SIGINT or SIGTERM, then stop cleanly."""
-    async with trio.open_nursery() as nursery:
+async def serve_forever(
+    config: BridgeConfig, reload_config: Callable[[], BridgeConfig] | None = None
+) -> None:
+    """CLI entry: run the bridge as a daemon until SIGTERM/SIGINT, then drain and return.
 
-        async def watch_signals() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("received %s, shutting down", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
-
-        nursery.start_soon(watch_signals)
-        await run_bridge(config)
+    SIGHUP re-reads the configuration with `reload_config`; systemd's NOTIFY_SOCKET,
+    WATCHDOG_USEC and LISTEN_FDS are honoured (see `bridge.server.lifecycle`).
+    """
+    lifecycle = Lifecycle.from_environ(config, reload_config)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lifecycle.run, nursery.cancel_scope)
+            await run_bridge(config, lifecycle=lifecycle)
+            nursery.cancel_scope.cancel()
+    finally:
+        lifecycle.notifier.close()
