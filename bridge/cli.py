@@ -53,15 +53,15 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def _setup_logging(config: BridgeConfig) -> None:
+    """stderr, one line per event, journald priorities under systemd, secrets masked."""
+    from bridge.logs import setup_logging
+
+    setup_logging(
+        config.log_level,
+        log_format=config.log_format,
+        secrets=(config.token, config.requirepass),
     )
-    # httpx logs every request with its URL at INFO; keep it for debugging only.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -89,9 +89,14 @@ def serve(config_file: str | None, **options: Any) -> None:
         config = load_config(cli=cli_values, config_file=config_file)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    _setup_logging(config.log_level)
+    _setup_logging(config)
+
+    def reload_config() -> BridgeConfig:
+        # SIGHUP: the same sources again (the file may have changed; flags still win).
+        return load_config(cli=cli_values, config_file=config_file)
+
     try:
-        trio.run(serve_forever, config)
+        trio.run(serve_forever, config, reload_config)
     except BaseException as exc:  # trio wraps task errors in exception groups
         leaf = first_leaf(exc)
         if isinstance(leaf, KeyboardInterrupt):
@@ -112,6 +117,50 @@ def first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+@main.command("check-config")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML config file to check (as given to serve --config).",
+)
+@_config_options
+def check_config(config_file: str | None, **options: Any) -> None:
+    """Validate the configuration serve would use and print it, secrets redacted.
+
+    Reads the same sources as serve (flags > env vars > config file > defaults). Exits 0 and
+    prints the effective settings as TOML when valid; exits 2 with a message naming the key
+    otherwise.
+    """
+    cli_values = {k: v for k, v in options.items() if k in FIELDS}
+    try:
+        config = load_config(cli=cli_values, config_file=config_file)
+    except ConfigError as exc:
+        click.echo(f"resp-bridge: invalid configuration: {exc}", err=True)
+        sys.exit(2)
+    click.echo(_as_toml(config.redacted()), nl=False)
+    where = "the embedded local devserver" if config.embedded else "the configured upstream"
+    click.echo(f"# configuration is valid; upstream: {where}", err=True)
+
+
+def _as_toml(values: dict[str, Any]) -> str:
+    lines = []
+    for name, value in values.items():
+        if value is None:
+            lines.append(f"# {name} = (not set)")
+        elif isinstance(value, bool):
+            lines.append(f"{name} = {'true' if value else 'false'}")
+        elif name == "unixsocketperm":
+            lines.append(f"{name} = {oct(value)}")
+        elif isinstance(value, int | float):
+            lines.append(f"{name} = {value}")
+        else:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{name} = "{escaped}"')
+    return "\n".join(lines) + "\n"
 
 
 @main.command("commands")
