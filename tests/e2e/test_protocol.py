@@ -217,3 +217,17 @@ def test_requirepass(bridge_factory, devserver) -> None:
     assert good.ping() is True
     assert bridge.client(username="default", password="s3cret").ping() is True
     assert "s3cret" not in bridge.log()
+
+
+def test_redis_py_8_defaults_connect_with_resp3(bridge, r: redis.Redis) -> None:
+    """redis-py 8 sends HELLO 3 (no fallback) and CLIENT MAINT_NOTIFICATIONS on connect."""
+    client = redis.Redis(host="127.0.0.1", port=bridge.port, client_name="app", socket_timeout=10)
+    try:
+        assert client.ping() is True
+        assert client.hset("h", mapping={"a": "1"}) == 1
+        assert client.hgetall("h") == {b"a": b"1"}
+        assert client.client_getname() in ("app", b"app")
+        info = client.client_info()
+        assert str(info["resp"]) == "3"
+    finally:
+        client.close()
