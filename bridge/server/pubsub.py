@@ -319,7 +319,10 @@ class PubSubHub:
             self.messages += 1
             line = text.encode()
             for conn in subscribers:
-                conn.deliver_monitor(line)
+                try:
+                    conn.deliver_monitor(line)
+                except Exception:  # one connection's bug must not starve the others
+                    log.exception("MONITOR delivery to %r failed", conn)
             self.deliveries += len(subscribers)
             return
         if kind == "channel" and text.startswith(stream.prefix):
@@ -335,7 +338,10 @@ class PubSubHub:
             return
         self.messages += 1
         for conn in subscribers:
-            conn.deliver_push(parts)
+            try:
+                conn.deliver_push(parts)
+            except Exception:  # one connection's bug must not starve the others
+                log.exception("pub/sub delivery to %r failed", conn)
         self.deliveries += len(subscribers)
 
 

@@ -604,6 +604,25 @@ async def test_pattern_and_monitor_delivery() -> None:
         await wait_until(lambda: mstream.closed.is_set(), "monitor stream to close")
 
 
+class Broken(Recorder):
+    def deliver_push(self, frame_parts: list[bytes]) -> None:
+        raise RuntimeError("a bug in one connection")
+
+
+async def test_one_failing_subscriber_does_not_affect_others() -> None:
+    upstream = FakeUpstream()
+    async with running_hub(upstream) as hub:
+        bad, good = Broken(), Recorder()
+        done: list[str] = []
+        hub.subscribe(bad, "channel", b"c", done.append)
+        hub.subscribe(good, "channel", b"c", done.append)
+        await wait_until(lambda: done == ["", ""], "confirmations")
+        upstream.streams[0].event("message,c,1")
+        upstream.streams[0].event("message,c,2")
+        await wait_until(lambda: len(good.pushes) == 2, "delivery")
+        assert hub.reconnects == 0 and len(upstream.streams) == 1
+
+
 async def test_not_running() -> None:
     hub = PubSubHub(sse_client(FakeUpstream()))
     done: list[str] = []
