@@ -62,6 +62,7 @@ class Connection:
         self._writer_wakeup = trio.Event()
         self._room = trio.Event()
         self._closing = False
+        self._killed = False
         self._cancel = trio.CancelScope()
         self.pending_limit = server.config.max_pending_replies
         self.push_bytes = 0
@@ -73,6 +74,7 @@ class Connection:
 
     def kill(self) -> None:
         """Close this connection (CLIENT KILL, admin KILL, shutdown)."""
+        self._killed = True
         self._cancel.cancel()
 
     async def run(self) -> None:
@@ -209,6 +211,8 @@ class Connection:
         self._push_bytes(b"+" + line.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n")
 
     def _push_bytes(self, data: bytes) -> None:
+        if self._killed:
+            return
         self.push_bytes += len(data)
         if self.push_bytes > self.push_limit:
             log.warning(

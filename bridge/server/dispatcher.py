@@ -13,6 +13,7 @@ request and no added delay; heavy load gets big batches. Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -180,7 +181,13 @@ class Dispatcher:
             self._free += 1
             self.in_flight -= 1
         for item, frame in zip(items, frames, strict=True):
-            item.deliver(frame)
+            try:
+                item.deliver(frame)
+            except Exception:  # one client's rendering bug must not take the bridge down
+                log.exception("internal error delivering a reply; the client gets an error")
+                self.stats.errors["internal"] += 1
+                with contextlib.suppress(Exception):
+                    item.deliver(encode_error("ERR internal error in resp-bridge (see its log)"))
         for queue, _ in batch:
             queue.in_flight = False
             if queue.items and not queue.scheduled:
