@@ -257,7 +257,7 @@ def test_notifications_in_order_and_journal_log_lines(
     assert ready < watchdog < stopping
     pings = [notify.messages[i][0] for i in notify.indices("WATCHDOG")]
     gaps = [b - a for a, b in itertools.pairwise(pings)]
-    assert len(pings) >= 5 and max(gaps) < 0.5, gaps  # every WATCHDOG_USEC/2 = 0.1 s
+    assert len(pings) >= 5 and max(gaps) < 1.0, gaps  # every WATCHDOG_USEC/2 = 0.1 s
     assert notify.indices("READY") == [ready, ready_again]
     log = service.log()
     assert "reloaded configuration: no changes" in log

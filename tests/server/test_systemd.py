@@ -501,5 +501,5 @@ async def test_watchdog_pings_stop_while_the_event_loop_is_blocked(
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert len(arrivals) >= 8
     assert max(gaps) >= 0.55, gaps  # silence while blocked
-    assert sorted(gaps)[-2] < 0.3, gaps  # otherwise every 0.05 s
+    assert sorted(gaps)[-2] < 0.45, gaps  # otherwise every 0.05 s
     assert "event loop was blocked" in caplog.text
