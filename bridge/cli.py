@@ -60,7 +60,7 @@ def _setup_logging(config: BridgeConfig) -> None:
     setup_logging(
         config.log_level,
         log_format=config.log_format,
-        secrets=(config.token, config.requirepass),
+        secrets=[getattr(config, f.name) for f in FIELDS.values() if f.metadata.get("secret")],
     )
 
 

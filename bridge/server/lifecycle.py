@@ -57,7 +57,7 @@ LATE_TICK_FACTOR = 1.5
 RESTART_ONLY = frozenset({
     "url", "bind", "port", "unixsocket", "unixsocketperm", "max_in_flight",
     "upstream_timeout_s", "connect_timeout_s", "response_format", "http2", "redis_server",
-    "log_format",
+    "log_format", "admin_socket",
 })  # fmt: skip
 
 ReloadConfig = Callable[[], BridgeConfig]
@@ -231,8 +231,9 @@ def apply_config(server: BridgeServer, new: BridgeConfig) -> BridgeConfig:
     deferred = [n for n in changed if n in RESTART_ONLY or (n == "token" and embedded_switch)]
     applied = [n for n in changed if n not in deferred]
     effective = dataclasses.replace(new, **{n: getattr(old, n) for n in deferred})
-    logs.add_secret(effective.token)
-    logs.add_secret(effective.requirepass)
+    for f in dataclasses.fields(BridgeConfig):
+        if f.metadata.get("secret"):
+            logs.add_secret(getattr(effective, f.name))
     server.config = effective
     server.requirepass = effective.requirepass
     server.parser_limits = ParserLimits(

@@ -503,3 +503,16 @@ async def test_watchdog_pings_stop_while_the_event_loop_is_blocked(
     assert max(gaps) >= 0.55, gaps  # silence while blocked
     assert sorted(gaps)[-2] < 0.45, gaps  # otherwise every 0.05 s
     assert "event loop was blocked" in caplog.text
+
+
+def test_serve_logging_masks_every_secret_setting(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import _setup_logging
+
+    config = BridgeConfig(url="https://db.example", token="tok-abcdef-1", requirepass="pw-abcdef")
+    _setup_logging(config)
+    logging.getLogger("bridge.x").warning("leak %s %s", config.token, config.requirepass)
+    err = capsys.readouterr().err
+    assert "tok-abcdef-1" not in err and "pw-abcdef" not in err
+    assert err.count(logs.MASK) == 2
