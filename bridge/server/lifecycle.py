@@ -53,11 +53,14 @@ DRAIN_CLOSE_GRACE_S = 1.0
 #: A watchdog tick later than this many intervals means the event loop was blocked.
 LATE_TICK_FACTOR = 1.5
 
-#: Settings a running bridge cannot change: they shape listeners or the upstream client.
-RESTART_ONLY = frozenset({
-    "url", "bind", "port", "unixsocket", "unixsocketperm", "max_in_flight",
-    "upstream_timeout_s", "connect_timeout_s", "response_format", "http2", "redis_server",
-    "log_format", "admin_socket",
+#: Settings a reload applies to the running bridge (`apply_config` below). Every other one
+#: shapes something built once at start (listeners, the upstream client, the admin socket,
+#: hubs) and is reported as needing a restart: a new setting is safe until added here.
+LIVE_SETTINGS = frozenset({
+    "token", "requirepass", "max_clients", "max_batch_commands", "max_batch_bytes",
+    "max_request_bytes", "max_query_buffer_bytes", "max_bulk_bytes", "max_args",
+    "max_inline_bytes", "max_pending_replies", "idle_timeout_s", "log_level",
+    "shutdown_timeout_s",
 })  # fmt: skip
 
 ReloadConfig = Callable[[], BridgeConfig]
@@ -228,7 +231,7 @@ def apply_config(server: BridgeServer, new: BridgeConfig) -> BridgeConfig:
     ]
     # Switching between the embedded upstream and a configured one replaces the upstream.
     embedded_switch = old.embedded != new.embedded
-    deferred = [n for n in changed if n in RESTART_ONLY or (n == "token" and embedded_switch)]
+    deferred = [n for n in changed if n not in LIVE_SETTINGS or (n == "token" and embedded_switch)]
     applied = [n for n in changed if n not in deferred]
     effective = dataclasses.replace(new, **{n: getattr(old, n) for n in deferred})
     for f in dataclasses.fields(BridgeConfig):
