@@ -85,10 +85,6 @@ MULTI_NESTED = "ERR MULTI calls can not be nested"
 EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
 DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
-WATCH_UNSUPPORTED = (
-    "ERR WATCH/UNWATCH are not supported by the bridge yet: the REST API has no optimistic "
-    "locking; use MULTI/EXEC without WATCH"
-)
 WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
 
 

@@ -16,8 +16,14 @@ from typing import Protocol
 
 from bridge import errors
 from bridge.core import commands, local
+from bridge.core.blocking import (
+    BlockingSyntaxError,
+    BlockPlan,
+    plan_blocking,
+    watch_command,
+)
 from bridge.core.commands import CommandSpec, Route
-from bridge.core.resp import OK, encode_error
+from bridge.core.resp import OK, encode_error, parse_frame
 
 QUEUED = b"+QUEUED\r\n"
 
@@ -61,13 +67,54 @@ class QueuedCommand:
         self.local = local
 
 
+class WatchGroup:
+    """The keys of one WATCH and, once its reply arrived, their fingerprints."""
+
+    __slots__ = ("fingerprints", "keys")
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self.keys = keys
+        self.fingerprints: list[bytes] | None = None
+
+    def record(self, frame: bytes) -> bytes:
+        """WATCH's `post`: keep the fingerprints, answer +OK (or pass an error through)."""
+        if frame[:1] == b"-":
+            return frame
+        value = parse_frame(frame)
+        if isinstance(value, list) and len(value) == len(self.keys):
+            self.fingerprints = [v if isinstance(v, bytes) else b"" for v in value]
+            return OK
+        return encode_error("ERR upstream returned an unexpected reply to WATCH")
+
+
 class Transaction:
-    """EXEC of a queued MULTI block: the forwarded commands go upstream as one /multi-exec."""
+    """EXEC of a queued MULTI block: one /multi-exec, or (with WATCH) one checking script."""
 
-    __slots__ = ("commands", "silent")
+    __slots__ = ("commands", "silent", "watches")
 
-    def __init__(self, commands: list[QueuedCommand]) -> None:
+    def __init__(self, commands: list[QueuedCommand], watches: list[WatchGroup]) -> None:
         self.commands = commands
+        self.watches = watches
+        self.silent = False
+
+    def watched(self) -> list[tuple[bytes, bytes]]:
+        """(key, fingerprint) pairs; read when the request is sent, after WATCH's reply."""
+        pairs: list[tuple[bytes, bytes]] = []
+        for group in self.watches:
+            if group.fingerprints is not None:
+                pairs += zip(group.keys, group.fingerprints, strict=True)
+        return pairs
+
+
+class Block:
+    """A blocking command, emulated by polling (see bridge/core/blocking.py)."""
+
+    __slots__ = ("args", "plan", "silent", "spec")
+
+    def __init__(self, args: list[bytes], spec: CommandSpec, plan: BlockPlan) -> None:
+        self.args = args
+        self.spec = spec
+        self.plan = plan
         self.silent = False
 
 
@@ -86,7 +133,7 @@ class PubSub:
         self.silent = False
 
 
-Action = Reply | Forward | Transaction | PubSub
+Action = Reply | Forward | Transaction | PubSub | Block
 
 
 class ServerContext(Protocol):
@@ -107,7 +154,7 @@ class Session:
     __slots__ = (
         "addr", "authenticated", "channels", "context", "created", "flags_extra", "id", "laddr",
         "last_command", "last_seen", "lib_name", "lib_ver", "monitoring", "multi", "multi_dirty",
-        "name", "patterns", "protocol", "reply_mode", "skip_next",
+        "name", "patterns", "protocol", "reply_mode", "skip_next", "watches",
     )  # fmt: skip
 
     def __init__(self, client_id: int, context: ServerContext, addr: str = "", laddr: str = ""):
@@ -131,6 +178,7 @@ class Session:
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.monitoring = False
+        self.watches: list[WatchGroup] = []
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -175,13 +223,7 @@ class Session:
         if route is Route.PUBSUB:
             return self._pubsub(name, args)
         if route is Route.BLOCKING:
-            return self._error(
-                errors.refused(
-                    spec.name,
-                    "blocking commands need a persistent connection, which the REST API does "
-                    "not have; use the non-blocking form (e.g. LPOP instead of BLPOP)",
-                )
-            )
+            return self._block(args, spec)
         return self._error(errors.refused(spec.name, spec.reason or "not available over REST"))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -191,14 +233,15 @@ class Session:
 
     def _forward(self, args: list[bytes], spec: CommandSpec) -> Action:
         if spec.name in ("xread", "xreadgroup") and _has_block(args):
-            return self._error(
-                errors.refused(
-                    spec.name,
-                    "the BLOCK option needs a persistent connection, which the REST API does not "
-                    "have; call it without BLOCK and poll",
-                )
-            )
+            return self._block(args, spec)
         return Forward(args, spec)
+
+    def _block(self, args: list[bytes], spec: CommandSpec) -> Action:
+        try:
+            plan = plan_blocking(args)
+        except BlockingSyntaxError as exc:
+            return self._error(str(exc))
+        return Block(args, spec, plan)
 
     def _local(self, args: list[bytes], spec: CommandSpec) -> Action:
         result = local.run(self, args, spec)
@@ -217,25 +260,30 @@ class Session:
         if name == b"exec":
             if self.multi is None:
                 return self._error(errors.EXEC_WITHOUT_MULTI)
-            queued, dirty = self.multi, self.multi_dirty
+            queued, dirty, watches = self.multi, self.multi_dirty, self.watches
             self.multi = None
             self.multi_dirty = False
+            self.watches = []  # EXEC always unwatches, like Redis
             if dirty:
                 return self._error(errors.EXECABORT)
-            if not queued:
+            if not queued and not watches:
                 return Reply(b"*0\r\n")
-            return Transaction(queued)
+            return Transaction(queued, watches)
         if name == b"discard":
             if self.multi is None:
                 return self._error(errors.DISCARD_WITHOUT_MULTI)
             self.multi = None
             self.multi_dirty = False
+            self.watches = []
             return Reply(OK)
         if name == b"unwatch":
-            return Reply(OK)  # nothing can be watched yet, so there is nothing to forget
+            self.watches = []
+            return Reply(OK)
         if self.multi is not None:
             return self._error(errors.WATCH_IN_MULTI)
-        return self._error(errors.WATCH_UNSUPPORTED)
+        group = WatchGroup(args[1:])
+        self.watches.append(group)
+        return Forward(list(watch_command(group.keys)), None, post=group.record)
 
     def _pubsub(self, name: bytes, args: list[bytes]) -> Action:
         """(P)(UN)SUBSCRIBE and MONITOR with Redis' replies and per-client counts."""
@@ -329,6 +377,7 @@ class Session:
         self.channels.clear()
         self.patterns.clear()
         self.monitoring = False
+        self.watches = []
 
     @property
     def age_s(self) -> int:

@@ -18,9 +18,18 @@ from typing import TYPE_CHECKING
 import trio
 
 from bridge.core import codec
+from bridge.core.blocking import exec_script_command, exec_script_reply
 from bridge.core.parser import ProtocolError, RequestParser
 from bridge.core.resp import encode_error, frame_end
-from bridge.core.session import Forward, PubSub, QueuedCommand, Reply, Session, Transaction
+from bridge.core.session import (
+    Block,
+    Forward,
+    PubSub,
+    QueuedCommand,
+    Reply,
+    Session,
+    Transaction,
+)
 from bridge.server.dispatcher import MULTI, PIPE, SINGLE, ClientQueue, Pending
 
 if TYPE_CHECKING:
@@ -67,6 +76,9 @@ class Connection:
         self.pending_limit = server.config.max_pending_replies
         self.push_bytes = 0
         self.push_limit = MAX_PUSH_BUFFER_BYTES
+        # The last blocking command and the poll interval it reached (resumed on a repeat).
+        self._last_block: list[bytes] | None = None
+        self._block_interval: float | None = None
 
     @property
     def id(self) -> int:
@@ -103,6 +115,21 @@ class Connection:
         stats = self.server.stats
         idle = self.server.config.idle_timeout_s or float("inf")
         while not self._closing:
+            try:
+                commands = self.parser.commands()
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if commands:
+                for args in commands:
+                    block = self._handle(args)
+                    if block is not None:
+                        self._writer_wakeup.set()
+                        await self._block(block)
+                    if self._closing:
+                        return
+                self._writer_wakeup.set()
+                continue
             if len(self.slots) >= self.pending_limit:
                 self._room = trio.Event()
                 await self._room.wait()
@@ -119,23 +146,62 @@ class Connection:
             stats.bytes_in += len(data)
             try:
                 self.parser.feed(data)
-                commands = self.parser.commands()
             except ProtocolError as exc:
-                stats.protocol_errors += 1
-                log.info("client %d (%s): %s", self.id, self.session.addr, exc)
-                self._push(Slot(encode_error(f"ERR {exc}"), close=True))
-                self._closing = True
+                self._protocol_error(exc)
                 return
-            for args in commands:
-                self._handle(args)
-                if self._closing:
-                    return
-            self._writer_wakeup.set()
 
-    def _handle(self, args: list[bytes]) -> None:
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self.server.stats.protocol_errors += 1
+        log.info("client %d (%s): %s", self.id, self.session.addr, exc)
+        self._push(Slot(encode_error(f"ERR {exc}"), close=True))
+        self._closing = True
+
+    # -- blocking commands -----------------------------------------------------------------
+
+    async def _block(self, action: Block) -> None:
+        """Run an emulated blocking command; later commands wait, like on a blocked Redis
+        connection, but the socket is still watched so a client that leaves is noticed."""
+        slot = Slot()
+        self._push(slot)
+        hub = self.server.blocking
+        same = self._last_block == action.args
+        resume = self._block_interval if same else None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_socket_while_blocked)
+            frame, self._block_interval = await hub.wait(
+                self.queue, action.plan, action.spec, resume
+            )
+            nursery.cancel_scope.cancel()
+        self._last_block = action.args
+        if action.silent:
+            slot.data = b""
+        elif self.session.protocol == 2:
+            slot.data = frame
+        else:
+            slot.data = self.server.to_resp3(action.spec, action.args, frame)
+        self._writer_wakeup.set()
+
+    async def _watch_socket_while_blocked(self) -> None:
+        """Buffer what the client sends meanwhile; if it disconnects, end the connection."""
+        while True:
+            data = await self.stream.receive_some(READ_SIZE)
+            if not data:
+                self.kill()
+                return
+            self.server.stats.bytes_in += len(data)
+            try:
+                self.parser.feed(data)
+            except ProtocolError:
+                return  # sticky: reported when the block ends and commands() is called
+
+    def _handle(self, args: list[bytes]) -> Block | None:
+        """Carry out one command's action; a blocking command is returned to be awaited."""
         stats = self.server.stats
         stats.commands_total += 1
         action = self.session.handle(args)
+        if type(action) is Block:
+            stats.commands_forwarded += 1
+            return action
         if type(action) is Reply:
             stats.commands_local += 1
             data = b"" if action.silent else action.data
@@ -144,17 +210,18 @@ class Connection:
                 self._closing = True
             elif args[0].lower() == b"reset":
                 self.server.pubsub.drop(self)
-            return
+            return None
         if type(action) is PubSub:
             stats.commands_local += 1
             self._pubsub(action)
-            return
+            return None
         stats.commands_forwarded += 1
         if type(action) is Forward:
             self._forward(action)
         else:
             assert isinstance(action, Transaction)
             self._transaction(action)
+        return None
 
     def _push(self, slot: Slot) -> None:
         self.slots.append(slot)
@@ -241,7 +308,11 @@ class Connection:
         post = action.post
         spec = action.spec
 
+        blocking = self.server.blocking
+
         def deliver(frame: bytes) -> None:
+            if blocking.has_waiters() and frame[:1] != b"-":
+                blocking.notify_write(spec, args)
             if post is not None and frame[:1] != b"-":
                 frame = post(frame)
             if silent:
@@ -262,30 +333,41 @@ class Connection:
         queued = action.commands
         remote = [q for q in queued if q.local is None]
         proto = self.session.protocol
-        if not remote:
+        if not remote and not action.watches:
             slot.data = b"*%d\r\n" % len(queued) + b"".join(q.local or b"" for q in queued)
             return
-        json_cmds = []
-        for q in remote:
-            json = codec.json_args(q.args)
-            if json is None:
-                slot.data = encode_error(
-                    "ERR binary (non-UTF-8) arguments cannot be sent inside MULTI over the "
-                    "REST API; the transaction was not executed"
-                )
-                return
-            json_cmds.append(json)
         silent = action.silent
+        blocking = self.server.blocking
 
         def deliver(frame: bytes) -> None:
-            if silent:
-                slot.data = b""
-            else:
-                slot.data = self._merge_exec(queued, frame, proto)
+            if scripted:
+                frame = exec_script_reply(frame)
+            if blocking.has_waiters() and frame[:1] == b"*":
+                for q in remote:
+                    blocking.notify_write(q.spec, q.args)
+            slot.data = b"" if silent else self._merge_exec(queued, frame, proto)
             self._writer_wakeup.set()
 
-        args = [b"EXEC"]
-        pending = Pending(MULTI, args, json_cmds, None, deliver)
+        json_cmds = [codec.json_args(q.args) for q in remote]
+        scripted = bool(action.watches) or any(j is None for j in json_cmds)
+        if not scripted:
+            pending = Pending(MULTI, [b"EXEC"], json_cmds, None, deliver)  # type: ignore[arg-type]
+            self.server.dispatcher.submit(self.queue, pending)
+            return
+        # WATCH (or binary arguments, which /multi-exec's JSON cannot carry): one Lua script
+        # that checks the watched keys' fingerprints and runs the commands atomically. The
+        # fingerprints are read when the request is sent, after WATCH's reply has arrived.
+        binary = any(j is None for j in json_cmds) or any(
+            codec.json_args(g.keys) is None for g in action.watches
+        )
+        pending = Pending(SINGLE if binary else PIPE, [b"EVAL"], None, None, deliver)
+
+        def prepare() -> None:
+            args = list(exec_script_command(action.watched(), [q.args for q in remote]))
+            pending.args = args
+            pending.json = None if binary else codec.json_args(args)
+
+        pending.prepare = prepare
         self.server.dispatcher.submit(self.queue, pending)
 
     def _merge_exec(self, queued: list[QueuedCommand], frame: bytes, proto: int) -> bytes:

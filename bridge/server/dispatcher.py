@@ -42,7 +42,7 @@ RETRY_BACKOFF_S = 0.05
 class Pending:
     """One unit of upstream work from one client, waiting for its reply frame."""
 
-    __slots__ = ("args", "deliver", "json", "kind", "readonly", "size", "spec", "sub")
+    __slots__ = ("args", "deliver", "json", "kind", "prepare", "readonly", "size", "spec")
 
     def __init__(
         self,
@@ -59,7 +59,8 @@ class Pending:
         self.deliver = deliver
         self.size = sum(len(a) for a in args) + _ARG_OVERHEAD * len(args)
         self.readonly = spec is not None and "readonly" in spec.flags and kind != MULTI
-        self.sub: object = None
+        #: Called just before sending, to fill in what is only known then (WATCH fingerprints).
+        self.prepare: Callable[[], None] | None = None
 
 
 class ClientQueue:
@@ -196,6 +197,10 @@ class Dispatcher:
         self._wakeup.set()
 
     async def _call(self, items: list[Pending]) -> list[bytes]:
+        for item in items:
+            if item.prepare is not None:
+                item.prepare()
+                item.prepare = None
         first = items[0]
         started = time.monotonic()
         attempt = 0

@@ -8,7 +8,7 @@ import pytest
 
 from bridge.core import commands, local
 from bridge.core.commands import Route
-from bridge.core.session import Forward, PubSub, Reply, Session, Transaction
+from bridge.core.session import Block, Forward, PubSub, Reply, Session, Transaction
 
 
 class Context:
@@ -129,9 +129,41 @@ def test_client_reply_modes() -> None:
     assert s.handle([b"CLIENT", b"REPLY", b"ON"]).silent is False
 
 
-@pytest.mark.parametrize("name", [b"BLPOP", b"CLUSTER", b"SHUTDOWN"])
+@pytest.mark.parametrize("name", [b"SSUBSCRIBE", b"CLUSTER", b"SHUTDOWN"])
 def test_refusals_name_the_command(name: bytes) -> None:
     s = make()
-    args = {b"BLPOP": [b"BLPOP", b"q", b"0"], b"CLUSTER": [b"CLUSTER", b"INFO"]}.get(name, [name])
+    args = {b"SSUBSCRIBE": [b"SSUBSCRIBE", b"c"], b"CLUSTER": [b"CLUSTER", b"INFO"]}.get(
+        name, [name]
+    )
     data = reply(s, *args)
     assert data.startswith(b"-ERR '") and b"not supported by resp-bridge" in data
+
+
+def test_blocking_commands_become_plans() -> None:
+    s = make()
+    action = s.handle([b"BLPOP", b"a", b"b", b"1.5"])
+    assert isinstance(action, Block)
+    assert action.plan.poll == (b"LMPOP", b"2", b"a", b"b", b"LEFT")
+    assert action.plan.timeout_s == 1.5
+    assert reply(s, b"BLPOP", b"a", b"-1") == b"-ERR timeout is negative\r\n"
+    assert reply(s, b"BLPOP", b"a", b"x").startswith(b"-ERR timeout is not a float")
+    action = s.handle([b"XREAD", b"COUNT", b"2", b"BLOCK", b"0", b"STREAMS", b"s", b"$"])
+    assert isinstance(action, Block) and action.plan.timeout_s is None
+    assert action.plan.poll == (b"XREAD", b"COUNT", b"2", b"STREAMS", b"s", b"$")
+    assert isinstance(s.handle([b"XREAD", b"STREAMS", b"s", b"0"]), Forward)
+
+
+def test_watch_records_fingerprints_and_exec_carries_them() -> None:
+    s = make()
+    action = s.handle([b"WATCH", b"k1", b"k2"])
+    assert isinstance(action, Forward) and action.args[0] == b"EVAL" and action.post
+    assert action.post(b"*2\r\n$3\r\nfp1\r\n$0\r\n\r\n") == b"+OK\r\n"
+    assert reply(s, b"MULTI") == b"+OK\r\n"
+    assert reply(s, b"WATCH", b"x").startswith(b"-ERR WATCH inside MULTI")
+    reply(s, b"INCR", b"k1")
+    tx = s.handle([b"EXEC"])
+    assert isinstance(tx, Transaction)
+    assert tx.watched() == [(b"k1", b"fp1"), (b"k2", b"")]
+    assert s.watches == []
+    s.handle([b"WATCH", b"k"])
+    assert reply(s, b"UNWATCH") == b"+OK\r\n" and s.watches == []

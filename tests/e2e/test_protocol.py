@@ -105,13 +105,12 @@ def test_unknown_command_and_arity(r: redis.Redis) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ("BLPOP", "q", "0"),
-        ("XREAD", "BLOCK", "10", "STREAMS", "s", "0"),
+        ("SSUBSCRIBE", "q"),
         ("CLUSTER", "INFO"),
         ("REPLICAOF", "NO", "ONE"),
         ("SHUTDOWN",),
         ("DEBUG", "SLEEP", "0"),
-        ("WATCH", "k"),
+        ("CONFIG", "SET", "maxmemory", "1"),
     ],
 )
 def test_refused_commands_name_the_command_and_reason(r: redis.Redis, command: tuple) -> None:
@@ -120,7 +119,7 @@ def test_refused_commands_name_the_command_and_reason(r: redis.Redis, command: t
         r.execute_command(*command)
     assert time.monotonic() - started < 2  # an immediate error, never a hang
     text = str(info.value).lower()
-    assert command[0].lower() in text
+    assert command[0].lower() in text and "not supported" in text
 
 
 def test_multi_exec_semantics(r: redis.Redis) -> None:
