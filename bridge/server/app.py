@@ -28,6 +28,7 @@ from bridge.core.resp import encode_error
 from bridge.core.resp3 import encode_resp3_frame
 from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
+from bridge.server.blocking import BlockingHub
 from bridge.server.connection import Connection
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
 from bridge.server.lifecycle import (
@@ -118,6 +119,12 @@ class BridgeServer:
         self.connections: dict[int, Connection] = {}
         self._ids = itertools.count(1)
         self.pubsub: PubSubHubLike = UnavailableHub()
+        self.blocking = BlockingHub(
+            self.dispatcher,
+            stats,
+            min_interval_s=config.blocking_poll_min_ms / 1000,
+            max_interval_s=config.blocking_poll_max_ms / 1000,
+        )
 
     # -- ServerContext ---------------------------------------------------------------------
 
