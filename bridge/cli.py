@@ -163,6 +163,14 @@ def _as_toml(values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@main.command("config-reference", hidden=True)
+def config_reference_cmd() -> None:
+    """Print the README's table of serve settings (generated from the config schema)."""
+    from bridge.config import config_markdown
+
+    click.echo(config_markdown(), nl=False)
+
+
 @main.command("commands")
 @click.option("--markdown", is_flag=True, help="Print the README's markdown summary.")
 def commands_cmd(markdown: bool) -> None:

@@ -9,6 +9,7 @@ Validation happens once, at load, and errors name the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -77,6 +78,16 @@ class BridgeConfig:
         10000, "Replies a client may have outstanding before the bridge stops reading from it."
     )
     idle_timeout_s: float = _opt(0.0, "Close clients idle this long (0 = never, like Redis).")
+    blocking_poll_min_ms: float = _opt(
+        50.0,
+        "First interval between polls of an emulated blocking command (BLPOP & co.); it doubles "
+        "up to blocking_poll_max_ms. Writes through this bridge wake waiters at once.",
+    )
+    blocking_poll_max_ms: float = _opt(
+        1000.0,
+        "Longest interval between polls of a blocking command: an idle waiter costs about "
+        "60000 / this upstream commands per minute.",
+    )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     log_format: str = _opt(
         "auto",
@@ -90,6 +101,40 @@ class BridgeConfig:
     )
     redis_server: str = _opt(
         "redis-server", "redis-server binary for the embedded default upstream."
+    )
+    admin_socket: str | None = _opt(
+        None,
+        "Unix socket of the admin console (RESP: resp-bridge admin, redis-cli -s), created "
+        "0600. Default: $RUNTIME_DIRECTORY/admin.sock, else $XDG_RUNTIME_DIR/resp-bridge/"
+        "admin.sock, else /tmp/resp-bridge-<uid>/admin.sock; 'off' disables it.",
+        env="RESP_BRIDGE_ADMIN_SOCKET",
+    )
+    upstash_email: str | None = _opt(
+        None, "Email of the Upstash account (developer API, database management).",
+        env="UPSTASH_EMAIL",
+    )  # fmt: skip
+    upstash_api_key: str | None = _opt(
+        None, "Upstash developer API key (database management; not the REST token).",
+        env="UPSTASH_API_KEY", secret=True,
+    )  # fmt: skip
+    upstash_api_url: str = _opt(
+        "https://api.upstash.com", "Base URL of the Upstash developer API (/v2/... below it)."
+    )
+    enterprise_url: str | None = _opt(
+        None, "Redis Enterprise Software REST API, https://<host>:9443 (/v1/... below it).",
+        env="REDIS_ENTERPRISE_URL",
+    )  # fmt: skip
+    enterprise_user: str | None = _opt(
+        None, "Redis Enterprise REST API user (Basic auth).", env="REDIS_ENTERPRISE_USER"
+    )
+    enterprise_password: str | None = _opt(
+        None, "Redis Enterprise REST API password.", env="REDIS_ENTERPRISE_PASSWORD", secret=True
+    )
+    enterprise_ca_file: str | None = _opt(
+        None, "CA certificate (PEM) that signed the Redis Enterprise API's certificate."
+    )
+    enterprise_insecure: bool = _opt(
+        False, "Do not verify the Redis Enterprise API's TLS certificate (warns on every use)."
     )
 
     def redacted(self) -> dict[str, Any]:
@@ -109,6 +154,39 @@ class BridgeConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(BridgeConfig)}
+
+
+def config_markdown() -> str:
+    """The README's table of settings, generated from the schema so it cannot drift."""
+    lines = ["| flag / config key | env | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(BridgeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            flag += "/--no-" + f.name.replace("_", "-")
+        default = f.default
+        if f.metadata.get("secret") or default is None:
+            shown = "–"
+        elif f.name == "unixsocketperm":
+            shown = f"`{oct(default)}`"  # type: ignore[arg-type]
+        else:
+            shown = f"`{default}`"
+        env = f"`{f.metadata['env']}`" if f.metadata.get("env") else ""
+        help_text = str(f.metadata["help"]).replace("|", "\\|")
+        lines.append(f"| `{flag}` / `{f.name}` | {env} | {shown} | {help_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def default_admin_socket(environ: Mapping[str, str] | None = None) -> str:
+    """Where the admin socket goes when `admin_socket` is not set (see its help)."""
+    env = os.environ if environ is None else environ
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return os.path.join(runtime, "admin.sock")
+    if env.get("XDG_RUNTIME_DIR"):
+        return os.path.join(env["XDG_RUNTIME_DIR"], "resp-bridge", "admin.sock")
+    return f"/tmp/resp-bridge-{os.getuid()}/admin.sock"
+
+
 _CHOICES = {
     "response_format": ("auto", "resp2", "json"),
     "log_level": ("debug", "info", "warning", "error"),
@@ -169,7 +247,10 @@ def _convert(name: str, value: Any) -> Any:
                 raise ValueError(value)
             return value
         if kind == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -216,7 +297,15 @@ def validate(config: BridgeConfig) -> None:
             raise ConfigError(f"{name}: must be a positive number of seconds")
     if not 0 <= config.shutdown_timeout_s <= 3600:  # also refuses nan and inf
         raise ConfigError("shutdown_timeout_s: must be between 0 (close at once) and 3600 seconds")
+    if not 0 < config.blocking_poll_min_ms <= config.blocking_poll_max_ms:
+        raise ConfigError(
+            "blocking_poll_min_ms: must be positive and at most blocking_poll_max_ms"
+        )
     if config.idle_timeout_s < 0:
         raise ConfigError("idle_timeout_s: must be 0 (off) or positive")
     if not 0 <= config.unixsocketperm <= 0o777:
         raise ConfigError("unixsocketperm: must be a file mode such as 0o600")
+    for name in ("upstash_api_url", "enterprise_url"):
+        value = getattr(config, name)
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ConfigError(f"{name}: {value!r} is not an http(s) URL")

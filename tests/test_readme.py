@@ -29,3 +29,11 @@ def test_readme_command_summary_is_generated_from_the_table() -> None:
     result = CliRunner().invoke(main, ["commands", "--markdown"])
     assert result.exit_code == 0, result.output
     assert section == result.output, "run: resp-bridge commands --markdown, paste into README"
+
+
+def test_readme_settings_table_is_generated_from_the_schema() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- options:start -->\n", 1)[1].split("<!-- options:end -->", 1)[0]
+    result = CliRunner().invoke(main, ["config-reference"])
+    assert result.exit_code == 0, result.output
+    assert section == result.output, "run: resp-bridge config-reference, paste into README"
