@@ -78,6 +78,28 @@ class BridgeConfig:
         10000, "Replies a client may have outstanding before the bridge stops reading from it."
     )
     idle_timeout_s: float = _opt(0.0, "Close clients idle this long (0 = never, like Redis).")
+    read_only: bool = _opt(
+        False,
+        "Refuse write commands locally with -READONLY (also switched on by itself when the "
+        "upstream answers NOPERM to a write, i.e. a read-only token).",
+    )
+    breaker_failures: int = _opt(
+        5, "Consecutive failed upstream requests that open the circuit breaker."
+    )
+    breaker_open_s: float = _opt(
+        1.0,
+        "Seconds the breaker stays open (commands fail at once, not executed) before a probe; "
+        "doubles while the outage lasts, up to 30 s.",
+    )
+    max_output_buffer_bytes: int = _opt(
+        64 * MB,
+        "Reply bytes a client may leave unread before it is disconnected (Redis: "
+        "client-output-buffer-limit).",
+    )
+    ca_file: str | None = _opt(
+        None,
+        "CA bundle (PEM) to verify the upstream's TLS certificate (verification is always on).",
+    )
     blocking_poll_min_ms: float = _opt(
         50.0,
         "First interval between polls of an emulated blocking command (BLPOP & co.); it doubles "
@@ -165,7 +187,7 @@ def config_markdown() -> str:
             flag += "/--no-" + f.name.replace("_", "-")
         default = f.default
         if f.metadata.get("secret") or default is None:
-            shown = "–"
+            shown = "-"
         elif f.name == "unixsocketperm":
             shown = f"`{oct(default)}`"  # type: ignore[arg-type]
         else:
@@ -298,9 +320,13 @@ def validate(config: BridgeConfig) -> None:
     if not 0 <= config.shutdown_timeout_s <= 3600:  # also refuses nan and inf
         raise ConfigError("shutdown_timeout_s: must be between 0 (close at once) and 3600 seconds")
     if not 0 < config.blocking_poll_min_ms <= config.blocking_poll_max_ms:
-        raise ConfigError(
-            "blocking_poll_min_ms: must be positive and at most blocking_poll_max_ms"
-        )
+        raise ConfigError("blocking_poll_min_ms: must be positive and at most blocking_poll_max_ms")
+    if config.breaker_failures < 1 or config.breaker_open_s <= 0:
+        raise ConfigError("breaker_failures / breaker_open_s: must be positive")
+    if config.max_output_buffer_bytes <= 0:
+        raise ConfigError("max_output_buffer_bytes: must be a positive number")
+    if config.ca_file and not Path(config.ca_file).is_file():
+        raise ConfigError(f"ca_file: {config.ca_file} does not exist or is not a file")
     if config.idle_timeout_s < 0:
         raise ConfigError("idle_timeout_s: must be 0 (off) or positive")
     if not 0 <= config.unixsocketperm <= 0o777:

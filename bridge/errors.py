@@ -86,6 +86,10 @@ EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
 DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
+READ_ONLY = (
+    "READONLY resp-bridge is read-only (--read-only, or the REST token is read-only): "
+    "write commands are refused"
+)
 
 
 def unknown_command(args: list[bytes]) -> str:

@@ -232,11 +232,15 @@ class Session:
         return Reply(encode_error(text))
 
     def _forward(self, args: list[bytes], spec: CommandSpec) -> Action:
+        if "write" in spec.flags and getattr(self.context, "read_only", False):
+            return self._error(errors.READ_ONLY)
         if spec.name in ("xread", "xreadgroup") and _has_block(args):
             return self._block(args, spec)
         return Forward(args, spec)
 
     def _block(self, args: list[bytes], spec: CommandSpec) -> Action:
+        if "write" in spec.flags and getattr(self.context, "read_only", False):
+            return self._error(errors.READ_ONLY)
         try:
             plan = plan_blocking(args)
         except BlockingSyntaxError as exc:
@@ -336,6 +340,9 @@ class Session:
                 self.multi_dirty = True
                 reason = spec.reason or "not available inside MULTI through the bridge"
                 return self._error(errors.refused(spec.name, reason))
+            if "write" in spec.flags and getattr(self.context, "read_only", False):
+                self.multi_dirty = True
+                return self._error(errors.READ_ONLY)
             if spec.route is Route.TRANSACTION:  # UNWATCH: queued like Redis, a no-op here
                 self.multi.append(QueuedCommand(args, spec, OK))
                 return Reply(QUEUED)

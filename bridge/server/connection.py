@@ -76,6 +76,8 @@ class Connection:
         self.pending_limit = server.config.max_pending_replies
         self.push_bytes = 0
         self.push_limit = MAX_PUSH_BUFFER_BYTES
+        self.unsent_bytes = 0
+        self.output_limit = server.config.max_output_buffer_bytes
         # The last blocking command and the poll interval it reached (resumed on a repeat).
         self._last_block: list[bytes] | None = None
         self._block_interval: float | None = None
@@ -174,11 +176,11 @@ class Connection:
             nursery.cancel_scope.cancel()
         self._last_block = action.args
         if action.silent:
-            slot.data = b""
+            self._fill(slot, b"")
         elif self.session.protocol == 2:
-            slot.data = frame
+            self._fill(slot, frame)
         else:
-            slot.data = self.server.to_resp3(action.spec, action.args, frame)
+            self._fill(slot, self.server.to_resp3(action.spec, action.args, frame))
         self._writer_wakeup.set()
 
     async def _watch_socket_while_blocked(self) -> None:
@@ -225,6 +227,24 @@ class Connection:
 
     def _push(self, slot: Slot) -> None:
         self.slots.append(slot)
+        if slot.data:
+            self._account(len(slot.data))
+
+    def _fill(self, slot: Slot, data: bytes) -> None:
+        """A reply became known: queue it for the writer, within the output buffer limit."""
+        slot.data = data
+        self._account(len(data))
+        self._writer_wakeup.set()
+
+    def _account(self, size: int) -> None:
+        self.unsent_bytes += size
+        if self.unsent_bytes > self.output_limit and not self._killed:
+            log.warning(
+                "client %d (%s): disconnected, %d bytes of replies unread (limit %d)",
+                self.id, self.session.addr, self.unsent_bytes, self.output_limit,
+            )  # fmt: skip
+            self.server.stats.errors["slow_reader"] += 1
+            self.kill()
 
     # -- pub/sub and MONITOR (the hub calls back into `on_*` and `deliver_*`) --------------
 
@@ -253,7 +273,7 @@ class Connection:
             if slot.data is not None:
                 return
             if error:
-                slot.data = encode_error(error)
+                self._fill(slot, encode_error(error))
                 # The subscription did not happen: forget it so counts stay true.
                 if kind == "channel":
                     self.session.channels.discard(name)
@@ -262,7 +282,7 @@ class Connection:
                 else:
                     self.session.monitoring = False
             else:
-                slot.data = reply
+                self._fill(slot, reply)
             self._writer_wakeup.set()
 
         return done
@@ -298,9 +318,12 @@ class Connection:
         self._push(slot)
         size = sum(map(len, args))
         if size > self.server.config.max_request_bytes:
-            slot.data = encode_error(
-                f"ERR command of {size} bytes exceeds the upstream's max request size "
-                f"({self.server.config.max_request_bytes} bytes)"
+            self._fill(
+                slot,
+                encode_error(
+                    f"ERR command of {size} bytes exceeds the upstream's max request size "
+                    f"({self.server.config.max_request_bytes} bytes)"
+                ),
             )
             return
         proto = self.session.protocol
@@ -311,16 +334,19 @@ class Connection:
         blocking = self.server.blocking
 
         def deliver(frame: bytes) -> None:
-            if blocking.has_waiters() and frame[:1] != b"-":
+            if frame[:1] == b"-":
+                if frame.startswith(b"-NOPERM"):
+                    self.server.noticed_noperm_write(spec)
+            elif blocking.has_waiters():
                 blocking.notify_write(spec, args)
             if post is not None and frame[:1] != b"-":
                 frame = post(frame)
             if silent:
-                slot.data = b""
+                self._fill(slot, b"")
             elif proto == 2:
-                slot.data = frame
+                self._fill(slot, frame)
             else:
-                slot.data = self.server.to_resp3(spec, args, frame)
+                self._fill(slot, self.server.to_resp3(spec, args, frame))
             self._writer_wakeup.set()
 
         json = codec.json_args(args)
@@ -334,7 +360,7 @@ class Connection:
         remote = [q for q in queued if q.local is None]
         proto = self.session.protocol
         if not remote and not action.watches:
-            slot.data = b"*%d\r\n" % len(queued) + b"".join(q.local or b"" for q in queued)
+            self._fill(slot, b"*%d\r\n" % len(queued) + b"".join(q.local or b"" for q in queued))
             return
         silent = action.silent
         blocking = self.server.blocking
@@ -345,7 +371,7 @@ class Connection:
             if blocking.has_waiters() and frame[:1] == b"*":
                 for q in remote:
                     blocking.notify_write(q.spec, q.args)
-            slot.data = b"" if silent else self._merge_exec(queued, frame, proto)
+            self._fill(slot, b"" if silent else self._merge_exec(queued, frame, proto))
             self._writer_wakeup.set()
 
         json_cmds = [codec.json_args(q.args) for q in remote]
@@ -405,6 +431,8 @@ class Connection:
                 out.append(slot.data)  # type: ignore[arg-type]
                 if slot.push:
                     self.push_bytes -= len(slot.data)  # type: ignore[arg-type]
+                else:
+                    self.unsent_bytes -= len(slot.data)  # type: ignore[arg-type]
                 if slot.close:
                     close = True
                     break

@@ -24,7 +24,8 @@ import trio
 
 from bridge.core.commands import CommandSpec
 from bridge.core.resp import encode_error
-from bridge.errors import UpstreamError, upstream_error_reply
+from bridge.errors import UpstreamError, UpstreamUnavailable, upstream_error_reply
+from bridge.server.breaker import CircuitBreaker
 from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
 
@@ -84,10 +85,17 @@ class DispatchLimits:
 
 
 class Dispatcher:
-    def __init__(self, upstream: RestClient, limits: DispatchLimits, stats: Stats) -> None:
+    def __init__(
+        self,
+        upstream: RestClient,
+        limits: DispatchLimits,
+        stats: Stats,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.upstream = upstream
         self.limits = limits
         self.stats = stats
+        self.breaker = breaker or CircuitBreaker()
         self._ready: deque[ClientQueue] = deque()
         self._wakeup = trio.Event()
         self._free = limits.max_in_flight
@@ -204,7 +212,13 @@ class Dispatcher:
         first = items[0]
         started = time.monotonic()
         attempt = 0
+        breaker = self.breaker
         while True:
+            if not breaker.allow():
+                raise UpstreamUnavailable(
+                    f"circuit open after {breaker.consecutive_failures} consecutive upstream "
+                    f"failures; next attempt in {breaker.retry_in_s():.1f} s"
+                )
             self.stats.http_requests += 1
             try:
                 with trio.fail_after(self.limits.timeout_s + 1.0):
@@ -224,8 +238,11 @@ class Dispatcher:
             except UpstreamError as err:
                 exc = err
             else:
+                breaker.success()
                 self.stats.upstream_latency.observe((time.monotonic() - started) * 1000)
                 return frames
+            if exc.kind != "auth":
+                breaker.failure()
             elapsed = time.monotonic() - started
             retry_safe = not exc.executed or all(i.readonly for i in items)
             if (

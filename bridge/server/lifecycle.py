@@ -60,7 +60,7 @@ LIVE_SETTINGS = frozenset({
     "token", "requirepass", "max_clients", "max_batch_commands", "max_batch_bytes",
     "max_request_bytes", "max_query_buffer_bytes", "max_bulk_bytes", "max_args",
     "max_inline_bytes", "max_pending_replies", "idle_timeout_s", "log_level",
-    "shutdown_timeout_s",
+    "shutdown_timeout_s", "read_only", "max_output_buffer_bytes",
 })  # fmt: skip
 
 ReloadConfig = Callable[[], BridgeConfig]
@@ -252,6 +252,9 @@ def apply_config(server: BridgeServer, new: BridgeConfig) -> BridgeConfig:
     )
     if "token" in applied and effective.token:
         server.upstream.set_token(effective.token)
+    # A new token may allow writes again: read-only mode is re-learned from the upstream.
+    if "token" in applied or "read_only" in applied:
+        server.read_only = effective.read_only
     if "log_level" in applied:
         logs.set_level(effective.log_level)
     if applied:

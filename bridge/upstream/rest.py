@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -66,6 +67,7 @@ class RestClient:
         max_connections: int = 16,
         resp2: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.display_url = redact_url(self.url)
@@ -81,6 +83,8 @@ class RestClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             transport=transport,
+            # TLS verification is always on; a private CA can be given, never switched off.
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
             headers={"User-Agent": f"resp-bridge/{__version__}"},
         )
 

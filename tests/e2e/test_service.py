@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ReadOnlyError
 from redis.retry import Retry
 
 from tests.conftest import DevServerHandle, start_devserver
@@ -389,12 +389,13 @@ def test_sighup_rotates_the_token_and_keeps_clients(
         client.set("svc:rotate", "v2")
     assert client.client_id() == client_id, "the client was reconnected"
     raw.sendall(b"*3\r\n$3\r\nSET\r\n$10\r\nsvc:rotate\r\n$2\r\nv3\r\n")
-    assert raw.recv(200).startswith(b"-NOPERM")
+    # The bridge learned the token is read-only: later writes are refused locally.
+    assert raw.recv(200).startswith(b"-READONLY")
 
     # A broken file: the running configuration (and token) stay.
     config.write_text("port = [\n")
     mark = reload(mark + 1)
-    with pytest.raises(NoPermissionError):
+    with pytest.raises(ReadOnlyError):  # still the read-only token, now known locally
         client.set("svc:rotate", "v4")
 
     _config(tmp_path, devserver, devserver.token, port, max_clients=50)
