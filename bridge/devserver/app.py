@@ -29,6 +29,7 @@ import trio
 
 from bridge.core.resp import encode_error
 from bridge.devserver import codec, policy, sse
+from bridge.devserver.faults import FaultInjector, Faults
 from bridge.devserver.http import (
     HttpServer,
     Request,
@@ -77,19 +78,6 @@ EXECABORT = "EXECABORT Transaction discarded because of previous errors."
 class Role(Enum):
     FULL = "full"
     READONLY = "readonly"
-
-
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """Fault-injection switches (a later issue adds them: error rates, dropped connections...).
-
-    The request path calls `DevServerApp._apply_faults` on every response; with no switch
-    defined it is a no-op.
-    """
-
-    @property
-    def active(self) -> bool:
-        return False
 
 
 @dataclass(frozen=True)
@@ -178,6 +166,7 @@ class DevServerApp:
         self._latency_s = max(0.0, config.latency_ms) / 1000.0
         self._sync_prefix = secrets.token_hex(6)
         self._sync_counter = itertools.count(1)
+        self.faults = FaultInjector(config.faults)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -218,11 +207,12 @@ class DevServerApp:
         if delta > 0:
             self.stats.http_connections_total += 1
 
-    def stats_dict(self) -> dict[str, int]:
-        data = self.stats.as_dict()
+    def stats_dict(self) -> dict[str, object]:
+        data: dict[str, object] = dict(self.stats.as_dict())
         data["redis_connections_open"] = (
             self._full.open_connections + self._readonly.open_connections
         )
+        data["faults_injected"] = dict(self.faults.counts)
         return data
 
     # -- request entry point ----------------------------------------------------------------
@@ -231,8 +221,10 @@ class DevServerApp:
         internal = req.target.startswith(b"/_devserver/")
         if not internal:
             self.stats.http_requests += 1
+        faulty = not internal and self.faults.active
+        injected = self.faults.before() if faulty else None
         try:
-            response = await self._dispatch(req)
+            response = injected if injected is not None else await self._dispatch(req)
         except codec.BadRequest as exc:
             response = json_error(exc.status, str(exc))
         except RedisUnavailable as exc:
@@ -240,10 +232,10 @@ class DevServerApp:
         except Exception as exc:
             log.exception("internal error while handling a request")
             response = json_error(500, f"ERR devserver internal error: {type(exc).__name__}")
+        if faulty and injected is None:
+            response = await self._apply_faults(req, response)
         if not internal:
             self._count_status(response.status)
-        if self.config.faults.active:
-            response = await self._apply_faults(req, response)
         if self._latency_s and not isinstance(response, StreamingResponse):
             await trio.sleep(self._latency_s)  # SSE routes sleep before opening their stream
         response.headers.append((b"upstash-sync-token", self._next_sync_token()))
@@ -252,8 +244,8 @@ class DevServerApp:
     async def _apply_faults(
         self, req: Request, response: Response | StreamingResponse
     ) -> Response | StreamingResponse:
-        """Hook for fault injection (no switches yet)."""
-        return response
+        """Fault injection after the request ran (may raise `InjectedReset`): see `faults`."""
+        return await self.faults.after(response)
 
     def _count_status(self, status: int) -> None:
         if status >= 500:
@@ -472,11 +464,14 @@ class DevServerApp:
             return _json(200, self.stats_dict())
         if segments == [b"reset-stats"] and req.method in (b"POST", b"PUT"):
             self.stats.reset()
+            self.faults.reset_counts()
             return _json(200, {"result": "OK"})
+        if segments == [b"faults"]:
+            return _json(*self.faults.endpoint(req.method, req.body))
         return json_error(
             404,
-            "ERR unknown devserver endpoint: use GET /_devserver/stats "
-            "or POST /_devserver/reset-stats",
+            "ERR unknown devserver endpoint: use GET /_devserver/stats, "
+            "POST /_devserver/reset-stats or GET/POST /_devserver/faults",
         )
 
 

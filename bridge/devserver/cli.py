@@ -11,11 +11,14 @@ import errno
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import trio
 
 from bridge.devserver.app import DEFAULT_MAX_REQUEST_BYTES, DevServerConfig, run_devserver
+from bridge.devserver.faults import CLI_HELP, Faults
 from bridge.devserver.redis_conn import DEFAULT_POOL_SIZE, RedisAddress
 from bridge.devserver.redis_process import RedisProcessError
 from bridge.devserver.sse import DEFAULT_HEARTBEAT_S
@@ -23,6 +26,24 @@ from bridge.devserver.sse import DEFAULT_HEARTBEAT_S
 log = logging.getLogger("bridge.devserver")
 
 _ENV = "RESP_BRIDGE_DEVSERVER_"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _fault_options(func: _F) -> _F:
+    """One `--fault-<name>` flag (env RESP_BRIDGE_DEVSERVER_FAULT_<NAME>) per `Faults` field."""
+    defaults = Faults()
+    for name, help_text in reversed(CLI_HELP.items()):
+        kind: Any = int if name == "seed" else click.FloatRange(0, 1 if "rate" in name else None)
+        func = click.option(
+            "--fault-" + name.replace("_", "-"),
+            "fault_" + name,
+            type=kind,
+            default=getattr(defaults, name),
+            show_default=name != "seed",
+            envvar=_ENV + "FAULT_" + name.upper(),
+            help=help_text,
+        )(func)
+    return func
 
 
 async def _serve(config: DevServerConfig) -> None:
@@ -115,6 +136,7 @@ async def _serve(config: DevServerConfig) -> None:
     envvar=_ENV + "LOG_LEVEL",
     help="Logging threshold (logs go to stderr).",
 )
+@_fault_options
 def devserver(
     bind: str,
     port: int,
@@ -126,13 +148,16 @@ def devserver(
     sse_heartbeat_s: float,
     redis_pool_size: int,
     log_level: str,
+    **fault_flags: Any,
 ) -> None:
     """Run a local Upstash-compatible Redis REST server in front of a real redis-server.
 
     Implements the Upstash REST API (path, raw-body and JSON command forms, /pipeline,
     /multi-exec, base64 and resp2 response formats, SSE /subscribe, /psubscribe and /monitor,
     standard and read-only tokens). Prints `READY http://HOST:PORT` on stdout once listening.
-    Devserver extensions: GET /_devserver/stats and POST /_devserver/reset-stats.
+    Devserver extensions: GET /_devserver/stats, POST /_devserver/reset-stats, and
+    GET/POST /_devserver/faults (the --fault-* switches, changeable at runtime with a JSON
+    object such as {"error_rate": 1.0}; never applied to /_devserver/* itself).
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -147,6 +172,10 @@ def devserver(
             RedisAddress.from_url(redis_url)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+    try:
+        faults = Faults(**{k.removeprefix("fault_"): v for k, v in fault_flags.items()})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault-*") from None
     config = DevServerConfig(
         bind=bind,
         port=port,
@@ -157,6 +186,7 @@ def devserver(
         max_request_bytes=max_request_bytes,
         sse_heartbeat_s=sse_heartbeat_s,
         redis_pool_size=redis_pool_size,
+        faults=faults,
     )
     try:
         trio.run(_serve, config)
