@@ -82,8 +82,8 @@ TARGET_CLIENTS = 50
 #: Assumed cost of one pass through bridge + devserver on loopback, to size -n (not a result).
 ASSUMED_STACK_RTT_S = 0.0005
 #: Assumed ceilings of the bridge contenders' throughput, to size -n (not results).
-ASSUMED_BRIDGE_CAP_OPS = 20_000.0
-ASSUMED_NOBATCH_CAP_OPS = 4_000.0
+ASSUMED_BRIDGE_CAP_OPS = 8_000.0
+ASSUMED_NOBATCH_CAP_OPS = 1_500.0
 #: Most requests per redis-benchmark test against direct Redis (-n scales with -P there).
 DIRECT_MAX_REQUESTS = 100_000
 #: Packages whose versions a report records.
@@ -127,7 +127,7 @@ FULL = Settings(
     min_requests=100,
     test_budget_s=0.3,
     tests=REDIS_BENCHMARK_TESTS,
-    duration_s=2.0,
+    duration_s=1.5,
     idle_clients=1000,
     idle_settle_s=1.0,
     idle_window_s=2.0,
@@ -176,28 +176,49 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--quick", action="store_true", help="CI-sized run (seconds); output to results/quick/"
     )
     parser.add_argument(
-        "--latency-ms", type=_floats, help="injected round trips, ms (full: 0,2,10; quick: 0,2)"
+        "--latency-ms",
+        type=_floats,
+        metavar="MS,...",
+        help="injected round trips, ms (full: 0,2,10; quick: 0,2)",
     )
     parser.add_argument(
-        "--clients", type=_ints, help="client counts (full: 1,10,50,200; quick: 1,10)"
-    )
-    parser.add_argument("--pipelines", type=_ints, help="redis-benchmark -P values (1,16)")
-    parser.add_argument(
-        "--requests", type=int, help="most requests per redis-benchmark test (full 5000)"
-    )
-    parser.add_argument(
-        "--tests", help=f"redis-benchmark -t list (default {REDIS_BENCHMARK_TESTS})"
+        "--clients",
+        type=_ints,
+        metavar="N,...",
+        help="client counts (full: 1,10,50,200; quick: 1,10)",
     )
     parser.add_argument(
-        "--duration", type=float, help="seconds per redis-py / SDK point (full 2, quick 0.3)"
+        "--pipelines", type=_ints, metavar="P,...", help="redis-benchmark -P values (1,16)"
     )
     parser.add_argument(
-        "--idle-clients", type=int, help="idle connections for the memory test (1000)"
+        "--requests",
+        type=int,
+        metavar="N",
+        help="most requests per redis-benchmark test (full 5000)",
     )
     parser.add_argument(
-        "--probe-iterations", type=int, help="requests of the 0 ms overhead probe (2000)"
+        "--tests",
+        metavar="T,...",
+        help=f"redis-benchmark -t list (default {REDIS_BENCHMARK_TESTS})",
     )
-    parser.add_argument("--out", help="output directory (default benchmarks/results/)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="seconds per redis-py / SDK point (full 1.5, quick 0.3)",
+    )
+    parser.add_argument(
+        "--idle-clients", type=int, metavar="N", help="idle connections for the memory test (1000)"
+    )
+    parser.add_argument(
+        "--probe-iterations",
+        type=int,
+        metavar="N",
+        help="requests of the 0 ms overhead probe (2000)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="output directory (default benchmarks/results/)"
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     settings = replace(
@@ -634,17 +655,19 @@ def collect_settings(settings: Settings) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every child is stopped on the way out."""
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT unwind like Ctrl-C, so every child is stopped on the way out (SIGINT
+    too: a shell without job control starts background commands with SIGINT ignored)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -660,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     interrupted = False
-    with sigterm_as_interrupt():
+    with signals_as_interrupt():
         try:
             runner.run()
         except KeyboardInterrupt:
