@@ -1,0 +1,120 @@
+"""Under each upstream fault, every command gets exactly one reply, in order, in time.
+
+Many raw clients pipeline `SET k v` / `GET k` / `INCR own-counter` rounds through a bridge
+whose devserver injects one kind of fault (switched at runtime); every reply is checked
+against the command it answers (see `KeyValueWorkload`): a matching result or a Redis-style
+`-ERR upstream ...` error, never a reply meant for another command, never a hang (a round
+unanswered after ROUND_DEADLINE_S fails the test), never a dropped connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.devserver.redis_process import RedisServerProcess
+from tests.conftest import DevServerHandle
+from tests.e2e.conftest import BridgeProcess
+from tests.reliability import (
+    NO_FAULTS,
+    KeyValueWorkload,
+    LoadDriver,
+    RespClient,
+    Stack,
+    error_text,
+    report,
+    set_faults,
+)
+
+#: The bridge's upstream deadline in these tests (small, so stalls become timeouts quickly).
+UPSTREAM_TIMEOUT_S = 1.0
+#: Generous: a round may wait behind a few timed-out batches on a loaded 2-core machine.
+ROUND_DEADLINE_S = 4 * (UPSTREAM_TIMEOUT_S + 1.0) + 8.0
+CLIENTS = 16
+RUN_S = 2.0
+#: Longest the bridge may take to serve again once the faults stop (breaker back-off).
+RECOVERY_S = 40.0
+
+KINDS = {
+    "error": {"error_rate": 0.25},
+    "error_after": {"error_after_rate": 0.25},
+    "reset": {"reset_rate": 0.25},
+    "garbage": {"garbage_rate": 0.25},
+    "stall": {"stall_rate": 0.2, "stall_s": 2.5 * UPSTREAM_TIMEOUT_S},
+    "mixed": {
+        "error_rate": 0.05,
+        "error_after_rate": 0.05,
+        "reset_rate": 0.05,
+        "garbage_rate": 0.05,
+        "stall_rate": 0.05,
+        "stall_s": 2.5 * UPSTREAM_TIMEOUT_S,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    s = Stack(str(tmp_path_factory.mktemp("fault-replies")), redis_server.url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def pair(stack: Stack) -> tuple[DevServerHandle, BridgeProcess]:
+    dev = stack.devserver()
+    return dev, stack.bridge(dev, "--upstream-timeout-s", str(UPSTREAM_TIMEOUT_S))
+
+
+def wait_until_served(port: int, deadline_s: float = RECOVERY_S) -> float:
+    """Seconds until a forwarded command succeeds again (the breaker may be backing off)."""
+    started = time.monotonic()
+    client = RespClient(port, timeout_s=deadline_s)
+    try:
+        while True:
+            reply = client.call("GET", "rb:recovery-probe", timeout_s=deadline_s)
+            if error_text(reply) is None:
+                return time.monotonic() - started
+            assert time.monotonic() - started < deadline_s, f"still failing: {reply}"
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_command_gets_its_own_reply_in_time(
+    pair: tuple[DevServerHandle, BridgeProcess], kind: str
+) -> None:
+    dev, bridge = pair
+    wait_until_served(bridge.port)
+    dev.reset_stats()
+    set_faults(dev, **KINDS[kind], seed=hash(kind) & 0xFFFF)
+    driver = LoadDriver(
+        bridge.port,
+        CLIENTS,
+        KeyValueWorkload(f"fr-{kind}-{time.time_ns()}", per_round=2),
+        round_deadline_s=ROUND_DEADLINE_S,
+    )
+    driver.connect()
+    try:
+        result = driver.run(RUN_S)
+    finally:
+        driver.close()
+        set_faults(dev, **NO_FAULTS)
+    injected = dev.stats()["faults_injected"]
+    recovery_s = wait_until_served(bridge.port)
+    report(
+        f"fault_replies[{kind}]",
+        {**result.figures(), "faults_injected": injected, "recovery_s": round(recovery_s, 2)},
+    )
+    assert result.failures == [], result.failures[:5]
+    assert result.replies_checked == result.commands_sent > 0
+    assert result.max_round_s < ROUND_DEADLINE_S
+    assert result.outcomes["ok"] > 0
+    assert sum(injected.values()) > 0, "no fault was injected: the test proved nothing"
+    errors = result.replies_checked - result.outcomes["ok"]
+    assert errors > 0, "faults were injected but no client saw an error"
+    assert bridge.proc.poll() is None
