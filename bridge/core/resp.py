@@ -206,38 +206,90 @@ def split_frames(data: bytes) -> list[bytes]:
 
 
 class FrameReader:
-    """Incremental splitter: feed bytes, take complete frames (exact bytes) out in order."""
+    """Incremental splitter: feed bytes, take complete frames (exact bytes) out in order.
 
-    __slots__ = ("_buf", "_pos")
+    Same grammar as `frame_end`, but it keeps its position inside an incomplete frame, so a
+    huge reply arriving in many reads is scanned once (linear), not from its start after
+    every read (quadratic).
+    """
+
+    __slots__ = ("_buf", "_owed", "_pos", "_stack", "_start")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._pos = 0
+        self._start = 0  # start of the frame being scanned
+        self._pos = 0  # next element to scan
+        self._owed = 1
+        self._stack: list[int] = []
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._start
 
     def feed(self, data: bytes) -> None:
-        if self._pos and self._pos == len(self._buf):
+        if self._start and self._start == len(self._buf):
             self._buf.clear()
-            self._pos = 0
+            self._pos -= self._start
+            self._start = 0
         self._buf += data
 
     def next_frame(self) -> bytes | None:
-        end = frame_end(self._buf, self._pos)
-        if end < 0:
+        buf = self._buf
+        n = len(buf)
+        pos, owed, stack = self._pos, self._owed, self._stack
+        while owed:
+            if pos >= n:
+                break
+            kind = buf[pos]
+            eol = buf.find(b"\r\n", pos + 1)
+            if eol < 0:
+                break
+            if kind in _LINE_TYPES:
+                pos = eol + 2
+                owed -= 1
+            elif kind in _BLOB_TYPES:
+                length = _parse_len(buf, pos + 1, eol)
+                if length >= 0:
+                    end = eol + 2 + length
+                    if end + 2 > n:
+                        break
+                    if buf[end : end + 2] != b"\r\n":
+                        raise RespProtocolError("bulk string not terminated by CRLF")
+                    pos = end + 2
+                else:
+                    pos = eol + 2
+                owed -= 1
+            elif kind in _AGGREGATE_TYPES or kind in _PAIR_TYPES:
+                count = _parse_len(buf, pos + 1, eol)
+                pos = eol + 2
+                owed -= 1
+                if count > 0:
+                    if kind in _PAIR_TYPES:
+                        count *= 2
+                    if kind == 0x7C:  # attribute: its pairs precede the real reply
+                        count += 1
+                    stack.append(owed)
+                    if len(stack) > MAX_FRAME_DEPTH:
+                        raise RespProtocolError("reply nested too deeply")
+                    owed += count
+            else:
+                raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
+            while stack and owed == stack[-1]:
+                stack.pop()
+        if owed:
+            self._pos, self._owed = pos, owed
             return None
-        frame = bytes(self._buf[self._pos : end])
-        self._pos = end
-        if self._pos > 65536 and self._pos * 2 > len(self._buf):
-            del self._buf[: self._pos]
-            self._pos = 0
+        frame = bytes(buf[self._start : pos])
+        self._start = self._pos = pos
+        self._owed = 1
+        if self._start > 65536 and self._start * 2 > n:
+            del buf[: self._start]
+            self._pos = self._start = 0
         return frame
 
     def frames(self) -> Iterable[bytes]:
         while (frame := self.next_frame()) is not None:
             yield frame
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf) - self._pos
 
 
 def parse_frame(frame: bytes) -> object:

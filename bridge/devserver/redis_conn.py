@@ -22,8 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 import trio
 
-from bridge.core.resp import MAX_FRAME_DEPTH, RespProtocolError, encode_command, parse_frame
 from bridge.core.resp import ErrorReply as _ErrorReply
+from bridge.core.resp import FrameReader, RespProtocolError, encode_command, parse_frame
 
 #: Connect (TCP + handshake) deadline: an unreachable Redis must turn into a quick 503.
 REDIS_CONNECT_TIMEOUT_S = 3.0
@@ -94,103 +94,6 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-class _FrameScanner:
-    """Incremental RESP frame splitter that resumes where it stopped.
-
-    Same grammar as `bridge.core.resp.frame_end`, but keeps its position inside an incomplete
-    frame, so a huge array reply arriving in many reads is scanned once (linear), not from its
-    start after every read (quadratic). Returns the exact bytes of each complete frame.
-    """
-
-    __slots__ = ("_buf", "_owed", "_pos", "_stack", "_start")
-
-    _LINE = frozenset(b"+-:_,#(")
-    _BLOB = frozenset(b"$!=")
-    _AGG = frozenset(b"*~>%|")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._start = 0  # start of the frame being scanned
-        self._pos = 0  # next element to scan
-        self._owed = 1
-        self._stack: list[int] = []
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf) - self._start
-
-    def feed(self, data: bytes) -> None:
-        if self._start and self._start == len(self._buf):
-            self._buf.clear()
-            self._pos -= self._start
-            self._start = 0
-        self._buf += data
-
-    def next_frame(self) -> bytes | None:
-        buf = self._buf
-        n = len(buf)
-        pos, owed, stack = self._pos, self._owed, self._stack
-        while owed:
-            if pos >= n:
-                break
-            kind = buf[pos]
-            eol = buf.find(b"\r\n", pos + 1)
-            if eol < 0:
-                break
-            if kind in self._LINE:
-                pos = eol + 2
-                owed -= 1
-            elif kind in self._BLOB:
-                length = _parse_len(buf, pos + 1, eol)
-                if length >= 0:
-                    end = eol + 2 + length
-                    if end + 2 > n:
-                        break
-                    if buf[end : end + 2] != b"\r\n":
-                        raise RespProtocolError("bulk string not terminated by CRLF")
-                    pos = end + 2
-                else:
-                    pos = eol + 2
-                owed -= 1
-            elif kind in self._AGG:
-                count = _parse_len(buf, pos + 1, eol)
-                pos = eol + 2
-                owed -= 1
-                if count > 0:
-                    if kind in b"%|":
-                        count *= 2
-                    if kind == 0x7C:
-                        count += 1
-                    stack.append(owed)
-                    if len(stack) > MAX_FRAME_DEPTH:
-                        raise RespProtocolError("reply nested too deeply")
-                    owed += count
-            else:
-                raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
-            while stack and owed == stack[-1]:
-                stack.pop()
-        if owed:
-            self._pos, self._owed = pos, owed
-            return None
-        frame = bytes(buf[self._start : pos])
-        self._start = self._pos = pos
-        self._owed = 1
-        if self._start > 65536 and self._start * 2 > n:
-            del buf[: self._start]
-            self._pos = self._start = 0
-        return frame
-
-
-def _parse_len(buf: bytearray, start: int, end: int) -> int:
-    try:
-        value = int(buf[start:end])
-    except ValueError:
-        raise RespProtocolError("invalid length in RESP frame") from None
-    if value < -1:
-        raise RespProtocolError("negative length in RESP frame")
-    return value
-
-
 class RedisConnection:
     """One TCP connection to Redis. Not safe for concurrent use: the pool serializes it."""
 
@@ -198,7 +101,7 @@ class RedisConnection:
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
-        self._scanner = _FrameScanner()
+        self._scanner = FrameReader()
         self.broken = False
 
     @classmethod

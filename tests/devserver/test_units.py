@@ -6,9 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.core.resp import ErrorReply, RespProtocolError, Status, encode_resp2, split_frames
+from bridge.core.resp import (
+    ErrorReply,
+    FrameReader,
+    RespProtocolError,
+    Status,
+    encode_resp2,
+    split_frames,
+)
 from bridge.devserver import codec, policy
-from bridge.devserver.redis_conn import RedisAddress, _FrameScanner, redact_url
+from bridge.devserver.redis_conn import RedisAddress, redact_url
 
 _leaf = st.one_of(
     st.none(),
@@ -25,7 +32,7 @@ def test_scanner_matches_split_frames_for_any_chunking(
     values: list[object], cuts: list[int]
 ) -> None:
     data = b"".join(encode_resp2(v) for v in values)
-    scanner = _FrameScanner()
+    scanner = FrameReader()
     frames: list[bytes] = []
     pos = 0
     for size in [*cuts, len(data)]:
@@ -41,7 +48,7 @@ def test_scanner_matches_split_frames_for_any_chunking(
 
 @given(st.binary(max_size=200))
 def test_scanner_on_garbage_returns_frames_or_protocol_error(data: bytes) -> None:
-    scanner = _FrameScanner()
+    scanner = FrameReader()
     scanner.feed(data)
     try:
         while scanner.next_frame() is not None:
@@ -52,7 +59,7 @@ def test_scanner_on_garbage_returns_frames_or_protocol_error(data: bytes) -> Non
 
 def test_scanner_is_linear_on_a_huge_array_fed_in_small_pieces() -> None:
     data = encode_resp2([b"x" * 5] * 200_000)
-    scanner = _FrameScanner()
+    scanner = FrameReader()
     for i in range(0, len(data), 4096):  # ~600 feeds; a rescanning parser would be quadratic
         scanner.feed(data[i : i + 4096])
         frame = scanner.next_frame()
