@@ -284,6 +284,14 @@ class LoadDriver:
             self._clients.append(client)
             self._selector.register(sock, selectors.EVENT_READ, client)
 
+    def reset_result(self) -> None:
+        """Start counting afresh (after a warm-up run); failures so far are kept."""
+        self.result = LoadResult(self._n, failures=self.result.failures)
+
+    @property
+    def connected(self) -> int:
+        return len(self._clients)
+
     def close(self) -> None:
         for client in self._clients:
             self._selector.unregister(client.sock)
@@ -305,15 +313,20 @@ class LoadDriver:
         client.sock.sendall(b"".join(pack(*c) for c, _ in commands))
         self.result.commands_sent += len(commands)
 
-    def run(self, duration_s: float) -> LoadResult:
+    def run(self, duration_s: float, tick: Callable[[], None] | None = None) -> LoadResult:
+        """Run rounds for `duration_s`, then collect the replies still owed; `tick()` is
+        called about once a second (e.g. to sample the bridge's memory)."""
         result = self.result
         start = time.monotonic()
         end = start + duration_s
         for client in list(self._clients):
             self._send_round(client)
-        last_scan = start
+        last_scan = last_tick = start
         while True:
             now = time.monotonic()
+            if tick is not None and now - last_tick >= 1.0:
+                last_tick = now
+                tick()
             busy = [c for c in self._clients if c.pending]
             if now >= end and not busy:
                 break

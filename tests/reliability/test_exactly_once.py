@@ -41,9 +41,9 @@ from tests.reliability.test_fault_replies import wait_until_served
 UPSTREAM_TIMEOUT_S = 1.0
 ROUND_DEADLINE_S = 4 * (UPSTREAM_TIMEOUT_S + 1.0) + 8.0
 CLIENTS = 12
-RUN_S = 2.0
+RUN_S = 1.5
 #: After the run, requests the devserver received late may still be running: let them land.
-SETTLE_S = 1.0
+SETTLE_S = 0.5
 
 KINDS = {
     "error": {"error_rate": 0.25},

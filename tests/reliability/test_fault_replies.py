@@ -33,7 +33,7 @@ UPSTREAM_TIMEOUT_S = 1.0
 #: Generous: a round may wait behind a few timed-out batches on a loaded 2-core machine.
 ROUND_DEADLINE_S = 4 * (UPSTREAM_TIMEOUT_S + 1.0) + 8.0
 CLIENTS = 16
-RUN_S = 2.0
+RUN_S = 1.5
 #: Longest the bridge may take to serve again once the faults stop (breaker back-off).
 RECOVERY_S = 40.0
 
