@@ -28,6 +28,7 @@ from bridge.core.resp import encode_error
 from bridge.core.resp3 import encode_resp3_frame
 from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
+from bridge.server.admin import serve_admin
 from bridge.server.blocking import BlockingHub
 from bridge.server.connection import Connection
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
@@ -274,6 +275,7 @@ async def run_bridge(
             await nursery.start(server.dispatcher.run)
             server.pubsub = hub = PubSubHub.for_rest(upstream, config)
             await nursery.start(hub.run)
+            await nursery.start(serve_admin, server, lifecycle, nursery.cancel_scope.cancel)
             listeners: list[trio.SocketListener] = []
             port: int | None = None
             if inherited:

@@ -118,3 +118,26 @@ def test_every_command_gets_its_own_reply_in_time(
     errors = result.replies_checked - result.outcomes["ok"]
     assert errors > 0, "faults were injected but no client saw an error"
     assert bridge.proc.poll() is None
+
+
+def test_pubsub_survives_a_slow_event_stream(pair: tuple[DevServerHandle, BridgeProcess]) -> None:
+    """Every SSE chunk delayed: subscribers still get the confirmation, then every message,
+    in order, while other clients' commands are not held up."""
+    dev, bridge = pair
+    set_faults(dev, slow_sse_ms=150)
+    subscriber = RespClient(bridge.port, timeout_s=15)
+    publisher = RespClient(bridge.port, timeout_s=15)
+    try:
+        subscriber.send(("SUBSCRIBE", "rb:slow-sse"))
+        assert subscriber.read(1) == [[b"subscribe", b"rb:slow-sse", 1]]
+        started = time.monotonic()
+        for i in range(5):
+            assert publisher.call("PUBLISH", "rb:slow-sse", f"m{i}") == 1
+        assert time.monotonic() - started < 5.0  # publishing is not held up by the stream
+        messages = subscriber.read(5)
+        assert messages == [[b"message", b"rb:slow-sse", f"m{i}".encode()] for i in range(5)]
+        assert dev.stats()["faults_injected"]["slow_sse"] >= 6
+    finally:
+        subscriber.close()
+        publisher.close()
+        set_faults(dev, **NO_FAULTS)

@@ -44,7 +44,7 @@ from tests.reliability.test_fault_replies import wait_until_served
 SEED = int(os.environ.get("RESP_BRIDGE_FUZZ_SEED", "20261123"))
 CASES = int(os.environ.get("RESP_BRIDGE_FUZZ_CASES", "300"))
 #: A half-closed connection must be answered and closed within this (generous) time.
-CASE_DEADLINE_S = 15.0
+CASE_DEADLINE_S = 30.0
 WORKERS = 8
 
 #: Commands the mutations start from: harmless, on keys of their own.
@@ -225,16 +225,18 @@ def test_hypothesis_streams(pair: tuple[DevServerHandle, BridgeProcess], data: b
 def test_oversized_headers_are_refused_at_once(
     pair: tuple[DevServerHandle, BridgeProcess],
 ) -> None:
-    """A 1 GB bulk header or 2^31 arguments is refused at once (nothing allocated for it),
-    and a bystander client is not held up meanwhile."""
+    """A 1 GB bulk header or 2^31 arguments is refused at once with a protocol error
+    (nothing allocated for it), and a bystander client is not held up meanwhile."""
     _, bridge = pair
     rss_before = rss_kb(bridge.proc.pid)
     bystander = RespClient(bridge.port)
     slowest: dict[str, float] = {}
+    problems: list[str] = []
     try:
         for header in (
             b"*1\r\n$1073741824\r\n",
             b"*2147483648\r\n",
+            b"*4294967295\r\n",
             b"*2\r\n$3\r\nGET\r\n$-5\r\n",
             b"*3000000\r\n",
         ):
@@ -245,17 +247,23 @@ def test_oversized_headers_are_refused_at_once(
                 ping_started = time.monotonic()
                 assert bystander.call("PING", timeout_s=30) == b"PONG"
                 ping_s = time.monotonic() - ping_started
-                reply = sock.recv(4096)
+                try:
+                    reply = sock.recv(4096)
+                except ConnectionResetError:
+                    reply = b"(connection reset)"
             elapsed = time.monotonic() - started
             slowest[header.decode()] = round(max(elapsed, ping_s), 3)
-            assert reply.startswith(b"-ERR Protocol error"), (header, reply)
-            assert elapsed < 2.0 and ping_s < 2.0, (
-                f"{header!r}: refused after {elapsed:.2f} s, a bystander's PING took "
-                f"{ping_s:.2f} s (the event loop was busy with it)"
-            )
+            if not reply.startswith(b"-ERR Protocol error"):
+                problems.append(f"{header!r}: answered {reply or b'(closed)'!r}")
+            if elapsed >= 2.0 or ping_s >= 2.0:
+                problems.append(
+                    f"{header!r}: refused after {elapsed:.2f} s, a bystander's PING took "
+                    f"{ping_s:.2f} s (the event loop was busy with it)"
+                )
     finally:
         bystander.close()
-        report("fuzz[oversized_headers]", {"seconds": slowest})
+        report("fuzz[oversized_headers]", {"seconds": slowest, "problems": problems})
+    assert problems == []
     assert rss_kb(bridge.proc.pid) - rss_before < 64 * 1024  # kB: nothing near 1 GB
     _assert_alive(bridge)
 

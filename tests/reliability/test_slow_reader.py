@@ -22,7 +22,7 @@ OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024
 SLOW_GETS = 100  # 100 MB of replies asked for, far above the limit
 #: Generous bounds for the other client while the slow one is being dealt with.
 FAST_MEDIAN_S = 0.25
-FAST_MAX_S = 3.0
+FAST_MAX_S = 6.0
 
 
 @pytest.fixture(scope="module")

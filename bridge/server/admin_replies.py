@@ -1,0 +1,288 @@
+"""What the admin console replies: values built from the running bridge, their RESP encoding,
+and the scrubbing that keeps secrets out of them. No I/O; `bridge.server.admin` serves them.
+
+Reply values are plain Python (dict, list, str, int, float, bool, None, and `Status` /
+`ErrorReply` for line replies). `encode_value` writes RESP2 (maps as flat arrays, for
+`redis-cli`) or RESP3 (maps, doubles, booleans, for `resp-bridge admin`). `scrub_value` masks
+every credential the bridge holds wherever it appears in a value: the last step before encoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from bridge import __version__
+from bridge.core.resp import ErrorReply, Status, encode_error
+from bridge.server.stats import LATENCY_BUCKETS_MS
+from bridge.upstream import management
+from bridge.upstream.rest import redact_url
+
+if TYPE_CHECKING:
+    from bridge.server.app import BridgeServer
+    from bridge.server.connection import Connection
+
+#: RESP integers are signed 64-bit; APIs send bigger ones (Upstash: db_request_limit = 2**63).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Shorter "secrets" are not masked by value (masking "ab" would garble every reply).
+SHORTEST_SECRET_CHARS = 4
+
+
+class AdminError(Exception):
+    """A command failed; the text is the RESP error line (starts with an error code)."""
+
+
+# -- RESP encoding of reply values ------------------------------------------------------------
+
+
+def encode_value(value: Any, proto: int) -> bytes:
+    """dict → map (RESP2: flat array), list → array, str/bytes → bulk, int, float, bool,
+    None → null; `Status` and `ErrorReply` keep their line types."""
+    out: list[bytes] = []
+    _encode(value, proto, out)
+    return b"".join(out)
+
+
+def _encode(value: Any, proto: int, out: list[bytes]) -> None:
+    if value is None:
+        out.append(b"_\r\n" if proto == 3 else b"$-1\r\n")
+    elif isinstance(value, Status):
+        out.append(b"+" + _line(bytes(value)) + b"\r\n")
+    elif isinstance(value, ErrorReply):
+        out.append(encode_error(bytes(value)))
+    elif isinstance(value, bool):
+        if proto == 3:
+            out.append(b"#t\r\n" if value else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if value else b":0\r\n")
+    elif isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            out.append(b":%d\r\n" % value)
+        elif proto == 3:
+            out.append(b"(%d\r\n" % value)  # big number
+        else:
+            _encode(str(value), proto, out)
+    elif isinstance(value, float):
+        text = repr(value).encode()
+        out.append(b",%s\r\n" % text if proto == 3 else b"$%d\r\n%s\r\n" % (len(text), text))
+    elif isinstance(value, str | bytes):
+        data = value.encode() if isinstance(value, str) else value
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    elif isinstance(value, dict):
+        if proto == 3:
+            out.append(b"%%%d\r\n" % len(value))
+        else:
+            out.append(b"*%d\r\n" % (2 * len(value)))
+        for key, item in value.items():
+            _encode(str(key), proto, out)
+            _encode(item, proto, out)
+    elif isinstance(value, list | tuple):
+        out.append(b"*%d\r\n" % len(value))
+        for item in value:
+            _encode(item, proto, out)
+    else:
+        _encode(str(value), proto, out)
+
+
+def _line(raw: bytes) -> bytes:
+    return raw.replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def scrub_value(value: Any, secrets: list[str]) -> Any:
+    """The reply value with each secret replaced by <redacted> wherever it appears."""
+    if not secrets:
+        return value
+    if isinstance(value, Status | ErrorReply):
+        text = bytes(value).decode("utf-8", "replace")
+        return type(value)(management.scrub(text, secrets).encode())
+    if isinstance(value, str):
+        return management.scrub(value, secrets)
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+        return management.scrub(text, secrets) if any(s in text for s in secrets) else value
+    if isinstance(value, dict):
+        return {scrub_value(k, secrets): scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_value(v, secrets) for v in value]
+    return value
+
+
+def secrets_of(server: BridgeServer) -> list[str]:
+    """Every credential the bridge holds (config secrets and the token in use)."""
+    config = server.config
+    values = [
+        getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("secret")
+    ]
+    values.append(getattr(server.upstream, "_token", None))
+    return [v for v in values if isinstance(v, str) and len(v) >= SHORTEST_SECRET_CHARS]
+
+
+# -- replies built from the running bridge ----------------------------------------------------
+
+
+def stats_reply(server: BridgeServer) -> dict[str, Any]:
+    s = server.stats
+    latency = s.upstream_latency
+    return {
+        "clients": len(server.connections),
+        "connections_total": s.connections_total,
+        "connections_rejected": s.connections_rejected,
+        "commands": s.commands_total,
+        "commands_local": s.commands_local,
+        "commands_forwarded": s.commands_forwarded,
+        "transactions": s.transactions,
+        "batches": s.batches,
+        "commands_per_batch": round(s.commands_per_batch, 2),
+        "http_requests": s.http_requests,
+        "retries": s.retries,
+        "errors_total": sum(s.errors.values()),
+        "errors": dict(sorted(s.errors.items())),
+        "protocol_errors": s.protocol_errors,
+        "upstream_latency_ms": {
+            "p50": latency.quantile(0.5),
+            "p90": latency.quantile(0.9),
+            "p99": latency.quantile(0.99),
+            "mean": round(latency.total / latency.count, 3) if latency.count else 0.0,
+            "count": latency.count,
+        },
+        "requests_in_flight": server.dispatcher.in_flight,
+        "paused": server.dispatcher.paused,
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
+        "uptime_s": round(s.uptime_s, 1),
+    }
+
+
+def client_row(conn: Connection, paused: bool) -> dict[str, Any]:
+    session = conn.session
+    waiting = any(slot.data is None for slot in conn.slots)
+    if session.monitoring:
+        state = "monitor"
+    elif session.channels or session.patterns:
+        state = "pubsub"
+    elif waiting:
+        state = "paused" if paused else "waiting"
+    elif session.multi is not None:
+        state = "multi"
+    else:
+        state = "idle"
+    lib = b" ".join((session.lib_name, session.lib_ver)).decode("utf-8", "replace")
+    return {
+        "id": session.id,
+        "addr": session.addr,
+        "name": session.name.decode("utf-8", "replace"),
+        "lib": lib.strip(),
+        "age_s": session.age_s,
+        "idle_s": session.idle_s,
+        "state": state,
+        "pending": len(conn.slots),
+        "cmd": session.last_command,
+        "resp": session.protocol,
+        "subscriptions": len(session.channels) + len(session.patterns),
+    }
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(server: BridgeServer) -> str:
+    """The bridge's counters in the Prometheus text exposition format (version 0.0.4)."""
+    s = server.stats
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            number = repr(float(value)) if isinstance(value, float) else str(value)
+            lines.append(f"{name}{labels} {number}")
+
+    info = f'{{version="{_label(__version__)}",upstream="{_label(server.upstream.display_url)}"}}'
+    family("resp_bridge_info", "gauge", "Version and upstream (value is always 1).", [(info, 1)])
+    family("resp_bridge_uptime_seconds", "gauge", "Seconds since start.", [("", s.uptime_s)])
+    family("resp_bridge_clients", "gauge", "Connected clients.", [("", len(server.connections))])
+    family(
+        "resp_bridge_connections_total", "counter", "Client connections accepted.",
+        [("", s.connections_total)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_connections_rejected_total", "counter",
+        "Client connections refused (max clients).", [("", s.connections_rejected)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_commands_total", "counter", "Commands processed, by where they ran.",
+        [('{where="local"}', s.commands_local), ('{where="forwarded"}', s.commands_forwarded)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_transactions_total", "counter", "MULTI/EXEC sent as /multi-exec.",
+        [("", s.transactions)],
+    )  # fmt: skip
+    family("resp_bridge_batches_total", "counter", "/pipeline requests.", [("", s.batches)])
+    family(
+        "resp_bridge_batched_commands_total", "counter", "Commands sent in /pipeline requests.",
+        [("", s.batched_commands)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_http_requests_total", "counter", "HTTP requests to the upstream.",
+        [("", s.http_requests)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_upstream_retries_total", "counter", "Read-only requests retried.",
+        [("", s.retries)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_upstream_errors_total", "counter", "Failed upstream requests, by kind.",
+        [(f'{{kind="{_label(kind)}"}}', n) for kind, n in sorted(s.errors.items())],
+    )  # fmt: skip
+    family(
+        "resp_bridge_protocol_errors_total", "counter", "Clients dropped for protocol errors.",
+        [("", s.protocol_errors)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_received_bytes_total", "counter", "Bytes read from clients.",
+        [("", s.bytes_in)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_sent_bytes_total", "counter", "Bytes written to clients.",
+        [("", s.bytes_out)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_upstream_requests_in_flight", "gauge", "Upstream requests in flight.",
+        [("", server.dispatcher.in_flight)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_paused", "gauge", "1 while PAUSE holds new commands.",
+        [("", int(server.dispatcher.paused))],
+    )  # fmt: skip
+    latency = s.upstream_latency
+    buckets: list[tuple[str, float]] = []
+    seen = 0
+    for bound, n in zip(LATENCY_BUCKETS_MS, latency.counts, strict=True):
+        seen += n
+        le = "+Inf" if bound == float("inf") else repr(bound / 1000.0)
+        buckets.append((f'_bucket{{le="{le}"}}', seen))
+    name = "resp_bridge_upstream_latency_seconds"
+    lines.append(f"# HELP {name} Upstream request latency.")
+    lines.append(f"# TYPE {name} histogram")
+    for suffix, count in buckets:
+        lines.append(f"{name}{suffix} {count}")
+    lines.append(f"{name}_sum {latency.total / 1000.0!r}")
+    lines.append(f"{name}_count {latency.count}")
+    return "\n".join(lines) + "\n"
+
+
+def config_reply(server: BridgeServer, socket_path: str, names: list[str]) -> dict[str, Any]:
+    values = server.config.redacted()
+    values["admin_socket"] = socket_path
+    if values.get("url"):
+        values["url"] = redact_url(values["url"])
+    for key in ("upstash_api_url", "enterprise_url"):
+        if values.get(key):
+            values[key] = management.display_url(values[key])
+    if names:
+        unknown = [n for n in names if n.lower() not in values]
+        if unknown:
+            raise AdminError(f"ERR unknown setting {unknown[0]!r}; CONFIG lists them all")
+        return {n.lower(): values[n.lower()] for n in names}
+    return values
