@@ -28,6 +28,8 @@ def main() -> None:
     serve      run the RESP bridge (default 127.0.0.1:6379) in front of an
                Upstash-compatible REST API
     devserver  run a local Upstash-compatible REST server in front of redis-server
+    admin      talk to a running bridge's admin socket (stats, clients, pause, ...)
+    db, team   manage databases (Upstash developer API, Redis Enterprise REST API)
     """
 
 
@@ -181,9 +183,12 @@ def commands_cmd(markdown: bool) -> None:
 
 
 def _register() -> None:
+    from bridge.admin_cli import admin, db, team
     from bridge.devserver.cli import devserver
 
     main.add_command(devserver)
+    for command in (admin, db, team):
+        main.add_command(command)
 
 
 _register()
