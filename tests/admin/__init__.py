@@ -1,0 +1,1 @@
+"""Tests of the admin socket (bridge controls) and of database management."""
