@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/harness.py`
 
 import redis
 
+from benchmarks import profile as profiling
 from benchmarks import report
 from benchmarks.contenders import (
     BRIDGE,
@@ -80,7 +81,7 @@ QUICK_RESULTS_DIR = RESULTS_DIR / "quick"
 TARGET_LATENCY_MS = 2.0
 TARGET_CLIENTS = 50
 #: Assumed cost of one pass through bridge + devserver on loopback, to size -n (not a result).
-ASSUMED_STACK_RTT_S = 0.0005
+ASSUMED_STACK_RTT_S = 0.002
 #: Assumed ceilings of the bridge contenders' throughput, to size -n (not results).
 ASSUMED_BRIDGE_CAP_OPS = 8_000.0
 ASSUMED_NOBATCH_CAP_OPS = 1_500.0
@@ -91,6 +92,9 @@ VERSIONED_PACKAGES = (
     "resp-bridge", "redis", "hiredis", "upstash-redis", "httpx", "h11", "trio", "orjson",
     "matplotlib",
 )  # fmt: skip
+#: The profiled workload: forwarded commands only, long enough for a few thousand samples.
+PROFILE_TESTS = "set,get"
+PROFILE_MIN_REQUESTS = 20_000
 #: redis-benchmark runs that gave no result at all are retried (it rarely aborts on tiny -n).
 REDIS_BENCHMARK_ATTEMPTS = 2
 #: redis-benchmark is stopped after 20x its expected time, and never sooner than this.
@@ -115,6 +119,8 @@ class Settings:
     idle_settle_s: float
     idle_window_s: float
     probe_iterations: int
+    #: Profile the bridge with py-spy (when installed) in a repeat of the headline workload.
+    profile: bool
     quick: bool
     out: str
 
@@ -132,6 +138,7 @@ FULL = Settings(
     idle_settle_s=1.0,
     idle_window_s=2.0,
     probe_iterations=2000,
+    profile=True,
     quick=False,
     out=str(RESULTS_DIR),
 )
@@ -147,6 +154,7 @@ QUICK = replace(
     idle_settle_s=0.2,
     idle_window_s=0.5,
     probe_iterations=100,
+    profile=False,
     quick=True,
     out=str(QUICK_RESULTS_DIR),
 )
@@ -217,6 +225,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="requests of the 0 ms overhead probe (2000)",
     )
     parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        help="py-spy profile of the bridge at the headline point (full: on if py-spy is "
+        "installed; quick: off)",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="output directory (default benchmarks/results/)"
     )
     args = parser.parse_args(argv)
@@ -231,6 +245,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         duration_s=args.duration or base.duration_s,
         idle_clients=args.idle_clients if args.idle_clients is not None else base.idle_clients,
         probe_iterations=args.probe_iterations or base.probe_iterations,
+        profile=base.profile if args.profile is None else args.profile,
         out=args.out or base.out,
     )
     if settings.requests < 1 or settings.duration_s <= 0 or min(settings.latencies_ms) < 0:
@@ -333,6 +348,7 @@ class Runner:
         s = self.settings
         per_latency = len(s.clients) * (len(s.pipelines) * 3 + 4)
         extra = (1 if s.idle_clients > 0 else 0) + (1 if 0.0 in s.latencies_ms else 0)
+        extra += 1 if s.profile else 0
         return per_latency * len(s.latencies_ms) + extra
 
     def run(self) -> None:
@@ -365,6 +381,12 @@ class Runner:
             self.step(
                 f"{stack.latency_ms:g} ms | bridge | {s.idle_clients} idle clients",
                 lambda: self.idle_clients(stack),
+            )
+        if s.profile and stack.latency_ms == self.idle_latency:
+            self.step(
+                f"{stack.latency_ms:g} ms | bridge | py-spy profile, redis-benchmark "
+                f"-c {self.headline_clients} -P 1 -t {PROFILE_TESTS}",
+                lambda: self.profile(stack),
             )
         if stack.latency_ms == 0.0:
             self.step(
@@ -519,10 +541,15 @@ class Runner:
             **window.fields,  # type: ignore[arg-type]
         )
 
+    @property
+    def headline_clients(self) -> int:
+        clients = self.settings.clients
+        return TARGET_CLIENTS if TARGET_CLIENTS in clients else max(clients)
+
     def idle_clients(self, stack: LatencyStack) -> str:
         """A fresh bridge: workload, then 1,000 idle clients, idle CPU, workload again."""
         s = self.settings
-        clients = TARGET_CLIENTS if TARGET_CLIENTS in s.clients else max(s.clients)
+        clients = self.headline_clients
         bridge = stack.new_bridge(BRIDGE, suffix="-idle")
         try:
             started = bridge.sample()
@@ -556,6 +583,31 @@ class Runner:
             f"{s.idle_clients} idle, peak {final.hwm_kb / 1024:.1f} MiB; "
             f"{before.ops_per_s:,.0f} -> {with_idle.ops_per_s:,.0f} ops/s"
         )
+
+    def profile(self, stack: LatencyStack) -> str:
+        """Repeat the headline redis-benchmark point against the bridge under py-spy."""
+        clients = self.headline_clients
+        bridge = stack.bridges[BRIDGE.key]
+        requests = max(self.settings.requests, PROFILE_MIN_REQUESTS)
+        self.reset_data()
+        raw_path = Path(self.log_dir) / "bridge-profile.txt"
+        try:
+            with profiling.recording(bridge.pid, raw_path):
+                run_redis_benchmark(
+                    bridge.port, clients=clients, pipeline=1, requests=requests,
+                    tests=PROFILE_TESTS, timeout_s=REDIS_BENCHMARK_MIN_TIMEOUT_S,
+                )  # fmt: skip
+        except RuntimeError as exc:
+            self.record.profile_note = str(exc)
+            return f"no profile: {exc}"
+        workload = (
+            f"redis-benchmark -c {clients} -P 1 -t {PROFILE_TESTS} -n {requests}, "
+            f"{stack.latency_ms:g} ms injected"
+        )
+        figures = profiling.summarize(raw_path.read_text(encoding="utf-8"), workload=workload)
+        self.record.profile = figures
+        top = ", ".join(f"{name} {share:.0%}" for name, share in figures.by_package[:4])
+        return f"{figures.samples} samples: {top}"
 
     def probe(self, stack: LatencyStack) -> str:
         assert self.redis is not None
@@ -673,7 +725,14 @@ def signals_as_interrupt() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     settings = parse_args(argv)
+    profile_note = ""
+    if not settings.profile:
+        profile_note = "not requested (--no-profile, or --quick)"
+    elif profiling.py_spy_path() is None:
+        settings = replace(settings, profile=False)
+        profile_note = "py-spy is not installed (`pip install py-spy`)"
     record = RunRecord(meta=collect_meta(argv), settings=collect_settings(settings))
+    record.profile_note = profile_note
     log_dir = make_log_dir()
     runner = Runner(settings, record, log_dir)
     print(

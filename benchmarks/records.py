@@ -122,6 +122,25 @@ class ProbeFigures:
 
 
 @dataclass(slots=True)
+class ProfileFigures:
+    """Where the bridge's CPU goes under one workload (py-spy samples; shares of all samples)."""
+
+    workload: str
+    samples: int
+    sample_rate_hz: int
+    by_package: list[tuple[str, float]]
+    self_functions: list[tuple[str, float]]
+    bridge_inclusive: list[tuple[str, float]]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileFigures:
+        data = dict(data)
+        for key in ("by_package", "self_functions", "bridge_inclusive"):
+            data[key] = [(str(name), float(share)) for name, share in data[key]]
+        return cls(**data)
+
+
+@dataclass(slots=True)
 class RunRecord:
     """Everything a run produced, in the order the report shows it."""
 
@@ -130,6 +149,9 @@ class RunRecord:
     measurements: list[Measurement] = field(default_factory=list)
     idle: IdleClientsResult | None = None
     probe: ProbeFigures | None = None
+    profile: ProfileFigures | None = None
+    #: Why there is no profile, when there is none.
+    profile_note: str = ""
     #: Steps that failed (the run goes on; the report lists them).
     failures: list[str] = field(default_factory=list)
 
@@ -144,6 +166,8 @@ class RunRecord:
             measurements=[Measurement.from_dict(m) for m in data.get("measurements", [])],
             idle=IdleClientsResult.from_dict(data["idle"]) if data.get("idle") else None,
             probe=ProbeFigures(**data["probe"]) if data.get("probe") else None,
+            profile=ProfileFigures.from_dict(data["profile"]) if data.get("profile") else None,
+            profile_note=str(data.get("profile_note", "")),
             failures=list(data.get("failures", [])),
         )
 

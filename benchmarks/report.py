@@ -239,6 +239,7 @@ def render_markdown(record: RunRecord, plots: Sequence[str], plot_note: str) -> 
         lines += [f"No plot: {plot_note}"]
     lines += ["", *_redis_benchmark_section(record), "", *_thread_section(record)]
     lines += ["", *_idle_section(record), "", *_probe_section(record)]
+    lines += ["", *_profile_section(record)]
     lines += ["", *_detail_section(record)]
     if record.failures:
         lines += ["", "## Failed steps", ""] + [f"- {f}" for f in record.failures]
@@ -444,6 +445,31 @@ def _probe_section(record: RunRecord) -> list[str]:
             ["through the bridge", f"{probe.via_bridge_p50_ms * 1000:.0f}"],
             ["added by the bridge", f"{probe.added_p50_us:+.0f}"],
         ],
+    )
+    return lines
+
+
+def _profile_section(record: RunRecord) -> list[str]:
+    prof = record.profile
+    lines = ["## Where the bridge's CPU goes (py-spy)", ""]
+    if prof is None:
+        return [*lines, f"No profile: {record.profile_note or 'not measured'}."]
+    lines += [
+        f"py-spy attached to the auto-batching bridge during a repeat of {prof.workload} "
+        f"({prof.samples:,} samples at {prof.sample_rate_hz} Hz, on-CPU only). Shares of all "
+        "samples; socket syscalls (send/recv, which on loopback also do the receiving "
+        "side's kernel work) show up as trio's `_nonblocking_helper`.",
+        "",
+    ]
+    rows = []
+    width = max(len(prof.by_package), len(prof.self_functions), len(prof.bridge_inclusive))
+    for i in range(width):
+        row = []
+        for column in (prof.by_package, prof.self_functions, prof.bridge_inclusive):
+            row += [f"`{column[i][0]}`", f"{column[i][1]:.1%}"] if i < len(column) else ["", ""]
+        rows.append(row)
+    lines += table(
+        ["package (self)", "%", "function (self)", "%", "bridge function (inclusive)", "%"], rows
     )
     return lines
 

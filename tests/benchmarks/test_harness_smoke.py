@@ -84,6 +84,7 @@ def test_markdown_has_every_section(run: tuple[Path, subprocess.CompletedProcess
         "## redis-py threads and the upstash-redis SDK",
         "## The bridge with idle clients",
         "## Per-command overhead",
+        "## Where the bridge's CPU goes (py-spy)",
         "## redis-benchmark per test",
     ):
         assert heading in md, heading
