@@ -46,7 +46,7 @@ def _provoke(stack: Stack) -> list[bytes]:
             error_after_rate=0.2,
             reset_rate=0.2,
             garbage_rate=0.2,
-            stall_rate=0.2,
+            stall_rate=0.1,
             stall_s=1.2,
         )
         for i in range(20):
