@@ -48,7 +48,7 @@ def direct(redis_server: RedisServerProcess) -> Iterator[redis.Redis]:
 def _no_faults_after(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "dev" in request.fixturenames:
-        set_faults(request.getfixturevalue("dev"), **NO_FAULTS)
+        set_faults(request.getfixturevalue("dev"), **NO_FAULTS, stall_s=5.0, seed=None)
 
 
 def _injected(dev: DevServerHandle) -> dict[str, int]:
