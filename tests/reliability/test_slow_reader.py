@@ -165,3 +165,26 @@ def test_bridge_stops_reading_at_max_pending_replies(
     finally:
         slow.close()
     report("slow_reader[backpressure]", {"sent": total, "executed_before_reading": plateau})
+
+
+def test_idle_clients_closed_only_when_configured(stack: Stack, dev: DevServerHandle) -> None:
+    """Idle timeout: off by default (like Redis); with --idle-timeout-s an idle client is
+    closed, while one that keeps talking is not."""
+    default = stack.bridge(dev)
+    timed = stack.bridge(dev, "--idle-timeout-s", "0.5")
+    idle_default = RespClient(default.port)
+    idle = RespClient(timed.port)
+    busy = RespClient(timed.port)
+    try:
+        for c in (idle_default, idle, busy):
+            assert c.call("PING") == b"PONG"
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            assert busy.call("PING") == b"PONG"
+            time.sleep(0.1)
+        idle.sock.settimeout(5)
+        assert idle.sock.recv(100) == b"", "the idle client was not closed"
+        assert idle_default.call("PING") == b"PONG"  # 2 s idle, default: still open
+    finally:
+        for c in (idle_default, idle, busy):
+            c.close()

@@ -37,8 +37,13 @@ def _provoke(stack: Stack) -> list[bytes]:
     )
     client = RespClient(bridge.port)
     try:
-        told.append(repr(client.call("GET", "k")).encode())  # NOAUTH
-        told.append(repr(client.call("AUTH", "wrong-" + password)).encode())  # WRONGPASS
+        for command, expected in (
+            (("GET", "k"), "NOAUTH"),
+            (("AUTH", "wrong-" + password), "WRONGPASS"),
+        ):
+            reply = client.call(*command)
+            told.append(repr(reply).encode())
+            assert (error_text(reply) or "").startswith(expected), reply
         assert client.call("AUTH", password) == b"OK"
         set_faults(
             dev,
