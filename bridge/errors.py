@@ -118,10 +118,12 @@ def upstream_error_reply(exc: UpstreamError) -> str:
             "ERR upstream refused the REST token (HTTP 401), command not executed: check "
             "UPSTASH_REDIS_REST_TOKEN or the bridge's token setting"
         )
+    if isinstance(exc, UpstreamHTTPError):
+        if not exc.executed:
+            return f"ERR upstream HTTP {exc.status}, command not executed: {exc}"
+        return f"ERR upstream HTTP {exc.status}, outcome unknown (the command may have run): {exc}"
     if not exc.executed:
         return f"ERR upstream unavailable, command not executed: {exc}"
     if isinstance(exc, UpstreamTimeout):
         return f"ERR upstream timeout, outcome unknown (the command may have run): {exc}"
-    if isinstance(exc, UpstreamHTTPError):
-        return f"ERR upstream HTTP {exc.status}: {exc}"
     return f"ERR upstream error, outcome unknown: {exc}"

@@ -10,6 +10,7 @@ the connection must send the error and close.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 import hiredis
 
@@ -39,21 +40,21 @@ class ProtocolError(ValueError):
 class RequestParser:
     """Incremental parser. `feed()` then `commands()`; `ProtocolError` is final.
 
-    We keep our own copy of the unparsed tail (`_tail`) so that we know exactly where each
-    request ends: hiredis does not say how many bytes it consumed, so the length of each
-    parsed multibulk is recomputed (canonical encoding) and checked against the tail.
+    Each multibulk request is first delimited by a scan of its headers (`*N`, then `$len`
+    per argument, skipping the payloads): this enforces the limits before anything is
+    allocated (hiredis would allocate a list for any announced `*N`, even 2^31) and tells
+    exactly where each request ends. The scan resumes where it stopped, so a large request
+    arriving in many reads is scanned once. hiredis then parses the delimited requests.
     """
 
-    __slots__ = ("_dead", "_in_reader", "_limits", "_reader", "_scan", "_tail")
+    __slots__ = ("_dead", "_limits", "_reader", "_scan", "_tail")
 
     def __init__(self, limits: ParserLimits | None = None) -> None:
         self._limits = limits or ParserLimits()
         self._reader = hiredis.Reader()
-        # True while the reader has been fed everything in _tail from the current request on.
-        self._in_reader = False
         self._tail = bytearray()
-        # Resumable header scan of the incomplete request at the start of _tail:
-        # (position of next header, arguments still to come) or None when not started.
+        # Resumable scan of the incomplete request at the start of _tail:
+        # (offset of its next header, arguments still to come).
         self._scan: tuple[int, int] | None = None
         self._dead: ProtocolError | None = None
 
@@ -67,8 +68,6 @@ class RequestParser:
         if len(self._tail) + len(data) > self._limits.max_query_buffer_bytes:
             self._fail("Protocol error: query buffer limit exceeded")
         self._tail += data
-        if self._in_reader:
-            self._reader.feed(data)
 
     def commands(self) -> list[list[bytes]]:
         """Every complete command buffered so far, in order."""
@@ -76,145 +75,129 @@ class RequestParser:
             raise self._dead
         out: list[list[bytes]] = []
         tail = self._tail
-        consumed = 0
-        while consumed < len(tail):
-            first = tail[consumed]
-            if first == 0x2A:  # '*': multibulk, parsed by hiredis
-                if not self._in_reader:
-                    self._reader = hiredis.Reader()
-                    self._reader.feed(bytes(tail[consumed:]))
-                    self._in_reader = True
-                try:
-                    item = self._reader.gets()
-                except hiredis.ProtocolError as exc:
-                    self._fail(f"Protocol error: {_hiredis_reason(exc)}")
-                if item is False:
-                    self._check_incomplete(tail, consumed)
-                    break
-                size = _multibulk_size(item)
-                if size < 0:
-                    self._fail(f"Protocol error: expected '$', got '{_type_char(item)}'")
-                if item is not None and not _ends_as_computed(tail, consumed, size, item):
-                    self._fail("Protocol error: expected '$' with a canonical length")
-                consumed += size
-                self._scan = None
-                if item:  # `*0` and `*-1` are ignored, like Redis
-                    out.append(item)
-            else:
-                # hiredis cannot parse inline commands: it is re-fed from the next '*'.
-                self._in_reader = False
-                end = tail.find(b"\n", consumed)
-                if end < 0:
-                    if len(tail) - consumed > self._limits.max_inline_bytes:
-                        self._fail("Protocol error: too big inline request")
-                    break
-                if end - consumed > self._limits.max_inline_bytes:
+        n = len(tail)
+        pos = 0
+        while pos < n:
+            if tail[pos] == 0x2A:  # '*': a run of multibulk requests
+                run_start = pos
+                count = 0
+                while pos < n and tail[pos] == 0x2A:
+                    end = self._delimit(tail, pos)
+                    if end < 0:
+                        break
+                    pos = end
+                    count += 1
+                if count:
+                    self._parse_run(bytes(tail[run_start:pos]), count, out)
+                if pos < n and tail[pos] == 0x2A:
+                    break  # an incomplete request waits for more bytes
+                continue
+            end = tail.find(b"\n", pos)
+            if end < 0:
+                if n - pos > self._limits.max_inline_bytes:
                     self._fail("Protocol error: too big inline request")
-                line = bytes(tail[consumed:end]).rstrip(b"\r")
-                consumed = end + 1
-                args = split_inline(line)
-                if args is None:
-                    self._fail("Protocol error: unbalanced quotes in request")
-                if args:
-                    out.append(args)
-        if consumed:
-            del tail[:consumed]
+                break
+            if end - pos > self._limits.max_inline_bytes:
+                self._fail("Protocol error: too big inline request")
+            args = split_inline(bytes(tail[pos:end]).rstrip(b"\r"))
+            pos = end + 1
+            if args is None:
+                self._fail("Protocol error: unbalanced quotes in request")
+            if args:
+                out.append(args)
+        if pos:
+            del tail[:pos]
         return out
 
-    def _check_incomplete(self, tail: bytearray, start: int) -> None:
-        """Validate the headers of the incomplete request at `start` without waiting for it."""
-        if self._scan is None:
-            eol = tail.find(b"\r\n", start)
+    def _parse_run(self, data: bytes, count: int, out: list[list[bytes]]) -> None:
+        reader = self._reader
+        reader.feed(data)
+        for _ in range(count):
+            try:
+                item = reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._reader = hiredis.Reader()
+                self._fail(f"Protocol error: {_hiredis_reason(exc)}")
+            if item is False or (item is not None and type(item) is not list):
+                self._reader = hiredis.Reader()
+                self._fail("Protocol error: invalid multibulk request")
+            if item:  # `*0` and `*-1` are ignored, like Redis
+                out.append(item)
+
+    def _delimit(self, tail: bytearray, start: int) -> int:
+        """End offset of the multibulk request at `start`, or -1 while incomplete.
+
+        Validates every header on the way (Redis' error texts), before hiredis sees a byte.
+        """
+        limits = self._limits
+        n = len(tail)
+        state = self._scan if start == 0 else None
+        if state is None:
+            eol = tail.find(b"\r\n", start + 1, start + _MAX_HEADER)
             if eol < 0:
-                if len(tail) - start > 64:
+                if n - start >= _MAX_HEADER:
                     self._fail("Protocol error: invalid multibulk length")
-                return
-            count = _to_int(tail[start + 1 : eol])
-            if count is None or count > self._limits.max_args:
+                return -1
+            count = _to_int(tail[start + 1 : eol], allow_null=True)
+            if count is None or count > limits.max_args:
                 self._fail("Protocol error: invalid multibulk length")
-            self._scan = (eol + 2 - start, count)
-        rel, left = self._scan
-        pos = start + rel
-        while left > 0:
-            eol = tail.find(b"\r\n", pos)
+            rel, left = eol + 2 - start, max(count, 0)
+        else:
+            rel, left = state
+        p = start + rel
+        find = tail.find
+        max_bulk = limits.max_bulk_bytes
+        while left:
+            if p >= n:
+                break
+            if tail[p] != 0x24:  # '$'
+                self._fail(f"Protocol error: expected '$', got '{chr(tail[p])}'")
+            eol = find(b"\r\n", p + 1, p + _MAX_HEADER)
             if eol < 0:
-                if len(tail) - pos > 64:
+                if n - p >= _MAX_HEADER:
                     self._fail("Protocol error: invalid bulk length")
                 break
-            if tail[pos] != 0x24:
-                self._fail(f"Protocol error: expected '$', got '{chr(tail[pos])}'")
-            length = _to_int(tail[pos + 1 : eol])
-            if length is None or length > self._limits.max_bulk_bytes:
+            raw = tail[p + 1 : eol]
+            length = int(raw) if raw.isdigit() else -1  # no sign, space or "_" (int() takes them)
+            if length < 0 or length > max_bulk:
                 self._fail("Protocol error: invalid bulk length")
-            nxt = eol + 2 + length + 2
-            if nxt > len(tail):
-                # Remember where this bulk's header is so we do not rescan earlier headers.
-                self._scan = (pos - start, left)
-                return
-            pos = nxt
+            end = eol + 2 + length
+            if end + 2 > n:
+                break
+            if tail[end] != 0x0D or tail[end + 1] != 0x0A:
+                self._fail("Protocol error: bulk argument not terminated by CRLF")
+            p = end + 2
             left -= 1
-        self._scan = (pos - start, left)
+        if left:
+            # Relative to the request: it is the last one buffered, and moves to offset 0
+            # once the complete requests before it are consumed.
+            self._scan = (p - start, left)
+            return -1
+        self._scan = None
+        return p
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self._dead = ProtocolError(message)
         self._tail = bytearray()
         raise self._dead
 
 
-def _to_int(raw: bytes | bytearray) -> int | None:
-    try:
-        value = int(raw)
-    except ValueError:
+#: Longest `*N` / `$N` header line we wait for (digits + CRLF); longer is garbage.
+_MAX_HEADER = 24
+
+
+def _to_int(raw: bytes | bytearray, *, allow_null: bool = False) -> int | None:
+    if not raw or not (raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())):
         return None
-    return value if value >= 0 else None
-
-
-def _type_char(item: object) -> str:
-    """The RESP type byte of what hiredis found where a bulk argument was expected."""
-    if isinstance(item, list):
-        for arg in item:
-            if type(arg) is not bytes:
-                return _TYPE_CHARS.get(type(arg), "?")
-    return "?"
-
-
-_TYPE_CHARS: dict[type, str] = {int: ":", list: "*", type(None): "$", float: ",", bool: "#"}
-
-
-def _ends_as_computed(tail: bytearray, start: int, size: int, item: list[bytes]) -> bool:
-    """Check the recomputed request length against the bytes: the last argument's `$len`
-    header must sit exactly where a canonical encoding puts it. Catches the forms hiredis
-    accepts but folds into bytes (`+status`, `=verbatim`, `$03` lengths), which would shift
-    every later request."""
-    end = start + size
-    if end > len(tail) or tail[end - 2 : end] != b"\r\n":
-        return False
-    if not item:
-        return True
-    last = item[-1]
-    header = b"$%d\r\n" % len(last)
-    data_start = end - 2 - len(last)
-    return tail[data_start - len(header) : data_start] == header
+    value = int(raw)
+    if value < 0 and not (allow_null and value == -1):
+        return None
+    return value
 
 
 def _hiredis_reason(exc: Exception) -> str:
     text = str(exc)
     return text[len("Protocol error, ") :] if text.startswith("Protocol error, ") else text
-
-
-def _multibulk_size(item: object) -> int:
-    """Bytes of the canonical encoding of a parsed request, or -1 if it is not bytes args."""
-    if item is None:
-        return 5  # *-1\r\n
-    if not isinstance(item, list):
-        return -1
-    size = len(str(len(item))) + 3
-    for arg in item:
-        if type(arg) is not bytes:
-            return -1
-        n = len(arg)
-        size += n + len(str(n)) + 5
-    return size
 
 
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "a": "\a", '"': '"', "\\": "\\"}

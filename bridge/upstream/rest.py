@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -116,6 +117,7 @@ class RestClient:
         token = response.headers.get("upstash-sync-token")
         if token:
             self.sync_token = token
+            self.sync_token_updated = time.monotonic()
         if response.status_code == 401:
             raise UpstreamAuthError(401, "token refused", executed=False)
         return response

@@ -116,3 +116,20 @@ def test_non_canonical_requests_are_refused_not_misframed(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         parser.feed(data)
         parser.commands()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*2147483648\r\n" + b"x" * 64,
+        b"*4294967295\r\n",
+        b"*3\r\n$3\r\nSET\r\n*2147483647\r\n" + b"x" * 64,
+        b"*1\r\n$1_0\r\n0123456789\r\n",
+        b"*1\r\n$+1\r\nx\r\n",
+    ],
+)
+def test_announced_sizes_are_checked_before_any_allocation(data: bytes) -> None:
+    parser = RequestParser()
+    with pytest.raises(ProtocolError):
+        parser.feed(data)
+        parser.commands()

@@ -116,7 +116,10 @@ async def test_one_client_pipeline_is_split_in_order() -> None:
 @pytest.mark.parametrize(
     ("failure", "expected"),
     [
-        (httpx.Response(500, json={"error": "boom"}), b"-ERR upstream HTTP 500: boom\r\n"),
+        (
+            httpx.Response(500, json={"error": "boom"}),
+            b"-ERR upstream HTTP 500, outcome unknown (the command may have run): boom\r\n",
+        ),
         (httpx.Response(200, content=b"<html>"), b"-ERR upstream error, outcome unknown"),
         (httpx.Response(401, json={"error": "WRONGPASS"}), b"-ERR upstream refused the REST token"),
         (httpx.ReadTimeout("slow"), b"-ERR upstream timeout, outcome unknown"),
