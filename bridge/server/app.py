@@ -30,6 +30,7 @@ from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
 from bridge.server.admin import serve_admin
 from bridge.server.blocking import BlockingHub
+from bridge.server.breaker import CircuitBreaker
 from bridge.server.connection import Connection
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
 from bridge.server.lifecycle import (
@@ -116,7 +117,9 @@ class BridgeServer:
                 timeout_s=config.upstream_timeout_s,
             ),
             stats,
+            CircuitBreaker(config.breaker_failures, config.breaker_open_s),
         )
+        self.read_only = config.read_only
         self.connections: dict[int, Connection] = {}
         self._ids = itertools.count(1)
         self.pubsub: PubSubHubLike = UnavailableHub()
@@ -162,8 +165,21 @@ class BridgeServer:
             f"bridge_upstream_latency_p50_ms:{s.upstream_latency.quantile(0.5)}",
             f"bridge_upstream_latency_p99_ms:{s.upstream_latency.quantile(0.99)}",
             f"bridge_requests_in_flight:{self.dispatcher.in_flight}",
+            f"bridge_circuit_breaker:{self.dispatcher.breaker.state}",
+            f"bridge_read_only:{int(self.read_only)}",
         ]
         return "\r\n".join(lines) + "\r\n"
+
+    def noticed_noperm_write(self, spec: CommandSpec | None) -> None:
+        """The upstream refused a write with NOPERM: the token is read-only. From now on
+        writes are refused locally, before any HTTP request."""
+        if spec is not None and spec.is_write() and not self.read_only:
+            self.read_only = True
+            log.warning(
+                "the upstream refused a write (%s) with NOPERM: the REST token is read-only; "
+                "write commands are now refused locally with READONLY",
+                spec.name,
+            )
 
     def to_resp3(self, spec: CommandSpec | None, args: list[bytes], frame: bytes) -> bytes:
         return to_resp3(spec, args, frame)
@@ -268,6 +284,7 @@ async def run_bridge(
             connect_timeout_s=config.connect_timeout_s,
             http2=config.http2,
             max_connections=config.max_in_flight + 2,
+            ca_file=config.ca_file,
         )
         try:
             server = BridgeServer(config, upstream, stats)
