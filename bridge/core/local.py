@@ -387,14 +387,23 @@ def _config_get(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_map(pairs, session.protocol))
 
 
-def _info(session: Session, args: list[bytes]) -> Forward:
+def _info(session: Session, args: list[bytes]) -> tuple[bytes, bool] | Forward:
     from bridge.core.session import Forward
 
     sections = {a.lower() for a in args[1:]}
+    if sections == {b"bridge"}:  # ours alone: answered even when the upstream is down
+        body = session.context.bridge_info().encode()
+        return _ok(encode_verbatim(body, session.protocol))
     wants_bridge = not sections or sections & {b"all", b"everything", b"default", b"bridge"}
     extra = session.context.bridge_info() if wants_bridge else ""
 
     def post(frame: bytes) -> bytes:
+        if frame[:1] == b"-":
+            if not extra:
+                return frame
+            # The upstream failed: still show the bridge's own section, and why.
+            error = frame[1:].rstrip(b"\r\n").replace(b"\r", b" ")
+            return encode_bulk(extra.encode() + b"upstream_error:" + error + b"\r\n")
         if not extra or not frame.startswith(b"$") or frame_end(frame) != len(frame):
             return frame
         body = parse_frame(frame)

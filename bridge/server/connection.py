@@ -130,6 +130,11 @@ class Connection:
                         await self._block(block)
                     if self._closing:
                         return
+                    if len(self.slots) >= self.pending_limit:
+                        # Backpressure inside one read too: parsed commands wait their turn.
+                        self._writer_wakeup.set()
+                        self._room = trio.Event()
+                        await self._room.wait()
                 self._writer_wakeup.set()
                 continue
             if len(self.slots) >= self.pending_limit:
@@ -339,7 +344,7 @@ class Connection:
                     self.server.noticed_noperm_write(spec)
             elif blocking.has_waiters():
                 blocking.notify_write(spec, args)
-            if post is not None and frame[:1] != b"-":
+            if post is not None:
                 frame = post(frame)
             if silent:
                 self._fill(slot, b"")

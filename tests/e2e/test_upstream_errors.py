@@ -71,3 +71,11 @@ def test_url_without_token_is_a_usage_error() -> None:
     )
     assert out.returncode == 2
     assert b"token" in out.stderr
+
+
+def test_info_still_answers_when_the_upstream_is_down(bridge_factory) -> None:
+    bridge = bridge_factory(f"http://127.0.0.1:{free_port()}", "sometoken-456")
+    client = bridge.client()
+    info = client.info()
+    assert "bridge_version" in info and "upstream_error" in info
+    assert "bridge_circuit_breaker" in client.info("bridge")
