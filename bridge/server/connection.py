@@ -78,6 +78,7 @@ class Connection:
         self.push_bytes = 0
         self.push_limit = MAX_PUSH_BUFFER_BYTES
         self._raw = _plain_socket(stream)
+        self._writer_busy = False
         self.unsent_bytes = 0
         self.output_limit = server.config.max_output_buffer_bytes
         # The last blocking command and the poll interval it reached (resumed on a repeat).
@@ -172,7 +173,7 @@ class Connection:
                         self._writer_wakeup.set()
                         self._room = trio.Event()
                         await self._room.wait()
-                self._writer_wakeup.set()
+                self._wake_writer()
                 continue
             if len(self.slots) >= self.pending_limit:
                 self._room = trio.Event()
@@ -276,7 +277,7 @@ class Connection:
         """A reply became known: queue it for the writer, within the output buffer limit."""
         slot.data = data
         self._account(len(data))
-        self._writer_wakeup.set()
+        self._wake_writer()
 
     def _account(self, size: int) -> None:
         self.unsent_bytes += size
@@ -461,6 +462,47 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _wake_writer(self) -> None:
+        """Send the replies that are ready now, from here, if the socket takes them at once;
+        only what it does not take is left to the writer task. Saves a task switch per reply
+        for request/response clients. Never while the writer is sending (order)."""
+        slots = self.slots
+        raw = self._raw
+        if (
+            raw is not None
+            and not self._writer_busy
+            and not self._closing
+            and slots
+            and slots[0].data is not None
+        ):
+            out: list[bytes] = []
+            while slots and slots[0].data is not None and not slots[0].close:
+                slot = slots.popleft()
+                data = slot.data
+                assert data is not None
+                out.append(data)
+                if slot.push:
+                    self.push_bytes -= len(data)
+                else:
+                    self.unsent_bytes -= len(data)
+            data = b"".join(out)
+            sent = 0
+            if data:
+                try:
+                    sent = raw.send(data)
+                except OSError:  # EAGAIN, or a broken socket the writer will report
+                    sent = 0
+                if sent < len(data):
+                    rest = data[sent:]
+                    slots.appendleft(Slot(rest))
+                    self.unsent_bytes += len(rest)
+                self.server.stats.bytes_out += sent
+            if len(slots) < self.pending_limit:
+                self._room.set()
+            if not slots or slots[0].data is None:
+                return
+        self._writer_wakeup.set()
+
     async def _writer(self, cancel_scope: trio.CancelScope) -> None:
         stats = self.server.stats
         slots = self.slots
@@ -481,7 +523,11 @@ class Connection:
             if out:
                 data = b"".join(out)
                 if data:
-                    await self._send(data)
+                    self._writer_busy = True
+                    try:
+                        await self._send(data)
+                    finally:
+                        self._writer_busy = False
                     stats.bytes_out += len(data)
                 if len(slots) < self.pending_limit:
                     self._room.set()
