@@ -141,7 +141,9 @@ class BlockingHub:
         The polls are submitted here, synchronously and in arrival order, so they ride in one
         /pipeline in that order and the oldest waiter gets the first element.
         """
-        if spec is None or not self._by_key or not spec.is_write():
+        if spec is None or not self._by_key:
+            return
+        if not spec.is_write() and spec.name not in _SCRIPTS_THAT_MAY_WRITE:
             return
         woken: dict[int, Waiter] = {}
         for key in commands.get_keys(spec, args):
@@ -200,6 +202,10 @@ class BlockingHub:
                 log.error("could not push back an element for %s: %s", plan.name, result[:200])
 
         self._submit(ClientQueue(), list(command), deliver)
+
+
+#: Scripts carry no `write` flag, but may write their declared keys (RQ-style job pushes).
+_SCRIPTS_THAT_MAY_WRITE = frozenset({"eval", "evalsha", "fcall"})
 
 
 def _dollar_keys(plan: BlockPlan) -> list[int]:

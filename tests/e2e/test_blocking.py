@@ -243,3 +243,19 @@ def test_binary_arguments_inside_multi(r: redis.Redis) -> None:
     pipe = r.pipeline(transaction=True)
     pipe.set(b"bin\xff", b"\x00\xfe").get(b"bin\xff")
     assert pipe.execute() == [True, b"\x00\xfe"]
+
+
+def test_a_script_writing_the_key_wakes_the_waiter(bridge_factory, devserver, redis_server) -> None:
+    bridge = bridge_factory(
+        devserver.url, devserver.token,
+        "--blocking-poll-min-ms", "3000", "--blocking-poll-max-ms", "3000",
+    )  # fmt: skip
+    direct_client(redis_server).delete("scripted")
+    waiter = bridge.client()
+    producer = bridge.client()
+    push = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
+    thread = later(0.3, lambda: producer.eval(push, 1, "scripted", "job"))
+    started = time.monotonic()
+    assert waiter.blpop(["scripted"], timeout=10) == (b"scripted", b"job")
+    assert time.monotonic() - started < 2.0
+    thread.join()
