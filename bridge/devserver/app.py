@@ -450,6 +450,7 @@ class DevServerApp:
                 targets,
                 heartbeat_s=self.config.sse_heartbeat_s,
                 stats=self.stats,
+                b64=req.headers.get(sse.BASE64_HEADER, b"").lower() == b"base64",
             )
         except sse.SseRefused as exc:
             return json_error(400, str(exc))

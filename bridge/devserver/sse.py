@@ -11,13 +11,17 @@ Event text (one `data:` field per line of text, each event ended by a blank line
   subscribe,<channel>,<count>       message,<channel>,<payload>
   psubscribe,<pattern>,<count>      pmessage,<pattern>,<channel>,<payload>
   "OK" (monitor's first event)       <MONITOR line as Redis sends it>
-Choices where Upstash is silent: bytes are decoded as UTF-8 with U+FFFD for invalid
+Extension: a request with `Resp-Bridge-Sse-Encoding: base64` gets the channel, pattern and
+payload fields base64-encoded (binary-exact; the response echoes the header). Upstash ignores
+the header, so a client must check the response. Without it, choices where Upstash is silent:
+bytes are decoded as UTF-8 with U+FFFD for invalid
 sequences; a payload containing CR, LF or CRLF is split into several `data:` lines, which a
 conforming SSE reader joins back with LF (so CR and CRLF arrive as LF).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable
 
@@ -53,7 +57,16 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _event_for(value: object, monitor: bool) -> bytes | None:
+#: Request header (a devserver extension, ignored by Upstash) asking for binary-exact events:
+#: channel, pattern and payload fields base64-encoded. The response echoes it when applied.
+BASE64_HEADER = b"resp-bridge-sse-encoding"
+
+
+def _b64(data: object) -> str:
+    return base64.b64encode(data).decode() if isinstance(data, bytes) else str(data)
+
+
+def _event_for(value: object, monitor: bool, b64: bool = False) -> bytes | None:
     """The SSE event for one Redis push, or None for pushes that are not forwarded."""
     if monitor:
         if isinstance(value, Status):
@@ -62,6 +75,14 @@ def _event_for(value: object, monitor: bool) -> bytes | None:
     if not isinstance(value, list) or not value or not isinstance(value[0], bytes):
         return None
     kind = value[0].lower()
+    if b64:
+        if kind in (b"subscribe", b"psubscribe") and len(value) == 3:
+            return sse_event(f"{_text(kind)},{_b64(value[1])},{value[2]}")
+        if kind == b"message" and len(value) == 3:
+            return sse_event(f"message,{_b64(value[1])},{_b64(value[2])}")
+        if kind == b"pmessage" and len(value) == 4:
+            return sse_event(f"pmessage,{_b64(value[1])},{_b64(value[2])},{_b64(value[3])}")
+        return None
     if kind in (b"message", b"subscribe", b"psubscribe") and len(value) == 3:
         return sse_event(f"{_text(kind)},{_text(value[1])},{_str(value[2])}")
     if kind == b"pmessage" and len(value) == 4:
@@ -84,7 +105,9 @@ class SseStream:
         monitor: bool,
         heartbeat_s: float,
         stats: Stats,
+        b64: bool = False,
     ) -> None:
+        self._b64 = b64
         self._conn = conn
         self._first_events = first_events
         self._monitor = monitor
@@ -95,7 +118,10 @@ class SseStream:
         stats.sse_streams_total += 1
 
     def response(self) -> StreamingResponse:
-        return StreamingResponse(200, self.produce, headers=list(SSE_HEADERS), cleanup=self.aclose)
+        headers = list(SSE_HEADERS)
+        if self._b64:
+            headers.append((BASE64_HEADER, b"base64"))
+        return StreamingResponse(200, self.produce, headers=headers, cleanup=self.aclose)
 
     async def produce(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         try:
@@ -109,7 +135,7 @@ class SseStream:
                 if frame is None:
                     await send(HEARTBEAT)
                     continue
-                event = _event_for(parse_frame(frame), self._monitor)
+                event = _event_for(parse_frame(frame), self._monitor, self._b64)
                 if event is not None:
                     await send(event)
         except RedisUnavailable:
@@ -132,6 +158,7 @@ async def open_stream(
     *,
     heartbeat_s: float,
     stats: Stats,
+    b64: bool = False,
 ) -> SseStream:
     """Run SUBSCRIBE/PSUBSCRIBE <targets> or MONITOR on a new connection and confirm it.
 
@@ -151,10 +178,12 @@ async def open_stream(
             if monitor:
                 first_events.append(sse_event('"OK"'))
             else:
-                event = _event_for(value, monitor=False)
+                event = _event_for(value, monitor=False, b64=b64)
                 if event is not None:
                     first_events.append(event)
     except BaseException:
         await conn.aclose()
         raise
-    return SseStream(conn, first_events, monitor=monitor, heartbeat_s=heartbeat_s, stats=stats)
+    return SseStream(
+        conn, first_events, monitor=monitor, heartbeat_s=heartbeat_s, stats=stats, b64=b64
+    )

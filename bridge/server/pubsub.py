@@ -32,6 +32,8 @@ the upstream fails (≥ 1 per 5 s per stream), one per idle timeout on a server 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import random
 from collections.abc import Callable, Hashable
@@ -271,7 +273,7 @@ class PubSubHub:
                             live_since = trio.current_time()
                             self._resolve(stream, "")
                             while (event := await events.next()) is not None:
-                                self._dispatch(stream, event)
+                                self._dispatch(stream, event, events.base64)
                         finally:
                             stream.live = False
                             self.streams_open -= 1
@@ -312,9 +314,22 @@ class PubSubHub:
                 await trio.sleep(delay)
                 self.reconnects += 1
 
-    def _dispatch(self, stream: _Stream, text: str) -> None:
+    def _dispatch(self, stream: _Stream, text: str, b64: bool = False) -> None:
         kind = stream.key[0]
         subscribers = list(stream.subscribers)
+        if b64 and kind != "monitor":
+            parts = _b64_parts(kind, text)
+            if parts is None:
+                log.debug("pub/sub stream for %s: ignored event %r", stream.describe(), text[:80])
+                return
+            self.messages += 1
+            for conn in subscribers:
+                try:
+                    conn.deliver_push(parts)
+                except Exception:  # one connection's bug must not starve the others
+                    log.exception("pub/sub delivery to %r failed", conn)
+            self.deliveries += len(subscribers)
+            return
         if kind == "monitor":
             self.messages += 1
             line = text.encode()
@@ -343,6 +358,23 @@ class PubSubHub:
             except Exception:  # one connection's bug must not starve the others
                 log.exception("pub/sub delivery to %r failed", conn)
         self.deliveries += len(subscribers)
+
+
+def _b64_parts(kind: str, text: str) -> list[bytes] | None:
+    """RESP parts of a base64-mode event (binary-exact: every field is base64)."""
+    fields = text.split(",")
+    try:
+        if kind == "channel" and fields[0] == "message" and len(fields) == 3:
+            decoded = [base64.b64decode(f, validate=True) for f in fields[1:]]
+            return [_MESSAGE, *(encode_bulk(d) for d in decoded)]
+        if kind == "pattern" and fields[0] == "pmessage" and len(fields) == 4:
+            decoded = [base64.b64decode(f, validate=True) for f in fields[1:]]
+            return [_PMESSAGE, *(encode_bulk(d) for d in decoded)]
+    except (binascii.Error, ValueError):
+        raise UpstreamProtocolError("a base64 pub/sub event is not valid base64") from None
+    if fields[0] in ("unsubscribe", "punsubscribe"):
+        raise UpstreamProtocolError("the upstream unsubscribed the stream")
+    return None
 
 
 def _refusal_reply(exc: UpstreamError) -> str:

@@ -160,10 +160,16 @@ class SseParser:
         return None
 
 
+#: Devserver extension: ask for base64-encoded channel/pattern/payload fields.
+BASE64_HEADER = "resp-bridge-sse-encoding"
+
+
 class SseEvents:
     """The events of one open stream, read with `await events.next()` (None: it ended)."""
 
     def __init__(self, response: httpx.Response, parser: SseParser) -> None:
+        #: The server applied the binary-exact extension (fields base64-encoded).
+        self.base64 = response.headers.get(BASE64_HEADER, "").lower() == "base64"
         self._chunks = response.aiter_bytes()
         self._parser = parser
         self._ready: deque[str] = deque()
@@ -249,6 +255,9 @@ class SseClient:
             "Cache-Control": "no-cache",
             # A compressing server or proxy would hold events back to fill its blocks.
             "Accept-Encoding": "identity",
+            # Binary-exact events where the server offers it (the devserver does; Upstash
+            # ignores the header and sends text, which SseEvents.base64 tells apart).
+            BASE64_HEADER: "base64",
         }
         path = stream_path(kind, name)
         with _map_transport_errors():
