@@ -362,9 +362,12 @@ class Session:
         """Authenticate; returns None on success or the error text to reply."""
         expected = self.context.requirepass
         if not expected:
+            # Like Redis without requirepass: the default user has `nopass`, so AUTH default
+            # <anything> (redis-py's HELLO 3 AUTH default <pw>) succeeds; one-argument AUTH
+            # says no password is configured.
             if user is None:
                 return errors.AUTH_NOT_CONFIGURED
-            return errors.WRONGPASS
+            return None if user == b"default" else errors.WRONGPASS
         user_ok = user is None or user == b"default"
         pass_ok = hmac.compare_digest(password, expected.encode())
         if user_ok and pass_ok:

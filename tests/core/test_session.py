@@ -84,6 +84,9 @@ def test_auth_flow() -> None:
     assert isinstance(s.handle([b"GET", b"k"]), Forward)
     open_session = make()
     assert reply(open_session, b"AUTH", b"x").startswith(b"-ERR AUTH <password> called without")
+    assert reply(open_session, b"AUTH", b"default", b"anything") == b"+OK\r\n"  # nopass user
+    assert reply(open_session, b"AUTH", b"bob", b"x").startswith(b"-WRONGPASS")
+    assert reply(open_session, b"HELLO", b"3", b"AUTH", b"default", b"pw").startswith(b"%7")
 
 
 def test_multi_queue_and_execabort() -> None:
