@@ -280,35 +280,39 @@ def _client_kill(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
         return _err("ERR No such client")
     killed = 0
     i = 2
-    filters: list[Callable[[Session], bool]] = []
+    want_id: int | None = None
+    want_addr: str | None = None
+    want_laddr: str | None = None
+    skip_me = True
     while i + 1 < len(args):
         key, value = args[i].lower(), args[i + 1]
         if key == b"id":
             try:
-                wanted = int(value)
+                want_id = int(value)
             except ValueError:
                 return _err("ERR client-id should be greater than 0")
-            filters.append(lambda s, w=wanted: s.id == w)
         elif key == b"addr":
-            text = value.decode("latin-1")
-            filters.append(lambda s, v=text: s.addr == v)
+            want_addr = value.decode("latin-1")
         elif key == b"laddr":
-            text = value.decode("latin-1")
-            filters.append(lambda s, v=text: s.laddr == v)
+            want_laddr = value.decode("latin-1")
         elif key == b"skipme":
-            if value.lower() == b"yes":
-                filters.append(lambda s: s is not session)
-        elif key in (b"user", b"type", b"maxage"):
-            pass
-        else:
+            skip_me = value.lower() != b"no"
+        elif key not in (b"user", b"type", b"maxage"):
             return _err("ERR syntax error")
         i += 2
     if i != len(args):
         return _err("ERR syntax error")
-    if not any(args[j].lower() == b"skipme" for j in range(2, len(args), 2)):
-        filters.append(lambda s: s is not session)
+
+    def matches(other: Session) -> bool:
+        return (
+            (want_id is None or other.id == want_id)
+            and (want_addr is None or other.addr == want_addr)
+            and (want_laddr is None or other.laddr == want_laddr)
+            and not (skip_me and other is session)
+        )
+
     for other in list(session.context.sessions()):
-        if all(f(other) for f in filters) and session.context.kill_client(other.id):
+        if matches(other) and session.context.kill_client(other.id):
             killed += 1
     return _ok(encode_int(killed))
 

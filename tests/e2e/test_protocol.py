@@ -230,3 +230,18 @@ def test_redis_py_8_defaults_connect_with_resp3(bridge, r: redis.Redis) -> None:
         assert str(info["resp"]) == "3"
     finally:
         client.close()
+
+
+def test_client_kill_by_id_and_skipme(bridge, r: redis.Redis) -> None:
+    victim = bridge.client()
+    victim.ping()
+    victim_id = victim.client_id()
+    assert r.execute_command("CLIENT", "KILL", "ID", victim_id) == 1
+    assert r.execute_command("CLIENT", "KILL", "ID", r.client_id(), "SKIPME", "yes") == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        ids = [int(c["id"]) for c in r.client_list()]
+        if victim_id not in ids:
+            break
+        time.sleep(0.05)
+    assert victim_id not in [int(c["id"]) for c in r.client_list()]
