@@ -26,7 +26,7 @@ async def start_embedded(
     from bridge.devserver.app import DevServerConfig, run_devserver
     from bridge.devserver.redis_process import RedisServerProcess
 
-    redis = RedisServerProcess(binary=config.redis_server)
+    redis = RedisServerProcess(executable=config.redis_server)
     await trio.to_thread.run_sync(redis.start)
     try:
         token = secrets.token_urlsafe(24)

@@ -1,0 +1,34 @@
+"""The README's main command: `resp-bridge serve` with no credentials runs the embedded default."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+from tests.e2e.conftest import start_bridge
+
+
+def test_serve_without_credentials_starts_the_embedded_default(tmp_path) -> None:
+    bridge = start_bridge(str(tmp_path), None, None)
+    try:
+        client = bridge.client()
+        assert client.set("embedded", "yes") is True
+        assert client.get("embedded") == b"yes"
+        assert client.hgetall("nothing") == {}
+        log = bridge.log()
+        assert "using the embedded default" in log
+        match = re.search(r"local redis-server \(redis://127\.0\.0\.1:(\d+)\)", log)
+        assert match, log
+        redis_port = int(match.group(1))
+    finally:
+        bridge.stop()
+    # The redis-server child goes away with the bridge.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", redis_port), timeout=0.5).close()
+        except OSError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the embedded redis-server on port {redis_port} outlived the bridge")
