@@ -76,7 +76,7 @@ def _setup_logging(config: BridgeConfig) -> None:
 )
 @_config_options
 def serve(config_file: str | None, **options: Any) -> None:
-    """Accept Redis clients (RESP2) and execute their commands on a REST API.
+    """Accept Redis clients (RESP2 and RESP3) and execute their commands on a REST API.
 
     The upstream comes from --url/--token, UPSTASH_REDIS_REST_URL/UPSTASH_REDIS_REST_TOKEN or
     the config file. With none of them, an embedded local redis-server + devserver is started,

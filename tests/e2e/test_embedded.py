@@ -32,3 +32,23 @@ def test_serve_without_credentials_starts_the_embedded_default(tmp_path) -> None
             return
         time.sleep(0.1)
     raise AssertionError(f"the embedded redis-server on port {redis_port} outlived the bridge")
+
+
+def test_unix_socket_listener(tmp_path, devserver) -> None:
+    import os
+    import stat
+
+    import redis
+
+    path = str(tmp_path / "bridge.sock")
+    bridge = start_bridge(str(tmp_path), devserver.url, devserver.token, "--unixsocket", path)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        client = redis.Redis(unix_socket_path=path, protocol=2, socket_timeout=10)
+        assert client.set("via-unix", "1") is True
+        assert client.get("via-unix") == b"1"
+        assert any(c["addr"].startswith(path) for c in client.client_list())
+        client.close()
+    finally:
+        bridge.stop()
+    assert not os.path.exists(path)  # removed on shutdown
