@@ -52,3 +52,22 @@ def test_unix_socket_listener(tmp_path, devserver) -> None:
     finally:
         bridge.stop()
     assert not os.path.exists(path)  # removed on shutdown
+
+
+def test_upstream_from_env_vars_and_config_file(tmp_path, devserver) -> None:
+    env = {"UPSTASH_REDIS_REST_URL": devserver.url, "UPSTASH_REDIS_REST_TOKEN": devserver.token}
+    bridge = start_bridge(str(tmp_path), None, None, env=env)
+    try:
+        assert bridge.client().ping() is True
+        assert bridge.client().set("from-env", "1") is True
+        assert "embedded default" not in bridge.log()
+    finally:
+        bridge.stop()
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'url = "{devserver.url}"\ntoken = "{devserver.token}"\nmax_in_flight = 4\n')
+    bridge = start_bridge(str(tmp_path), None, None, "--config", str(config))
+    try:
+        assert bridge.client().get("from-env") == b"1"
+        assert devserver.token not in bridge.log()
+    finally:
+        bridge.stop()
