@@ -16,6 +16,7 @@ authenticated as an ACL user with read rights, and Redis' NOPERM errors are retu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import itertools
 import logging
@@ -37,6 +38,8 @@ from bridge.devserver.http import (
     Response,
     StreamingResponse,
 )
+from bridge.devserver.management import MAX_BODY_BYTES as MANAGEMENT_MAX_BODY_BYTES
+from bridge.devserver.management import ManagementEmulator
 from bridge.devserver.redis_conn import (
     DEFAULT_POOL_SIZE,
     REDIS_REPLY_TIMEOUT_S,
@@ -80,6 +83,21 @@ class Role(Enum):
     READONLY = "readonly"
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a token gives: its role and the pool of the Redis logical database it runs on."""
+
+    role: Role
+    pool: RedisPool
+    #: The devserver's own standard token (the /_devserver endpoints need it).
+    primary: bool = False
+
+
+#: Redis logical databases handed to databases created through the management emulation
+#: (redis-server's default `databases 16`; the devserver's own database is skipped).
+TENANT_DB_INDEXES = range(1, 16)
+
+
 @dataclass(frozen=True)
 class DevServerConfig:
     """Everything `run_devserver` needs; the CLI builds it from flags and env vars."""
@@ -99,6 +117,11 @@ class DevServerConfig:
     redis_pool_size: int = DEFAULT_POOL_SIZE
     max_sse_streams: int = sse.DEFAULT_MAX_SSE_STREAMS
     faults: Faults = field(default_factory=Faults)
+    #: Also serve the management APIs' emulation (`bridge.devserver.management`) on this
+    #: port (0: a free one), its Upstash databases backed by this devserver; None: off.
+    management_port: int | None = None
+    management_email: str = "dev@example.com"
+    management_api_key: str = "upstash-api-key"
 
 
 @dataclass(frozen=True)
@@ -112,6 +135,8 @@ class DevServerInfo:
     readonly_token: str
     token_generated: bool = False
     readonly_token_generated: bool = False
+    #: Base URL of the management APIs' emulation, when served.
+    management_url: str | None = None
 
     def startup_line(self) -> str:
         """The start-up log line; shows only generated tokens (given ones are masked)."""
@@ -163,6 +188,14 @@ class DevServerApp:
             config.redis_pool_size,
             on_handshake_error=self._repair_readonly_user,
         )
+        self._address = address
+        self._grants = {
+            self._token: Grant(Role.FULL, self._full, primary=True),
+            self._readonly_token: Grant(Role.READONLY, self._readonly),
+        }
+        #: Databases of the management emulation: Redis db index -> (token, read-only token,
+        #: their grants).
+        self._tenants: dict[int, tuple[bytes, bytes, Grant, Grant]] = {}
         self._latency_s = max(0.0, config.latency_ms) / 1000.0
         self._sync_prefix = secrets.token_hex(6)
         self._sync_counter = itertools.count(1)
@@ -184,6 +217,9 @@ class DevServerApp:
                     await self._acl_setuser("<" + self._ro_password)
             await self._full.aclose()
             await self._readonly.aclose()
+            for _, _, full, readonly in self._tenants.values():
+                await full.pool.aclose()
+                await readonly.pool.aclose()
 
     async def _ensure_readonly_user(self) -> None:
         await self._acl_setuser(*READONLY_ACL_RULES, ">" + self._ro_password)
@@ -201,6 +237,69 @@ class DevServerApp:
         # Redis restarted (ACL users are not persisted) or the user was changed: re-create it.
         log.info("re-creating the read-only ACL user after: %s", exc)
         await self._ensure_readonly_user()
+
+    # -- databases of the management emulation (one Redis logical database each) -------------
+
+    def free_db_index(self) -> int | None:
+        """A Redis logical database no emulated database uses (None: all taken)."""
+        for index in TENANT_DB_INDEXES:
+            if index != self._address.db and index not in self._tenants:
+                return index
+        return None
+
+    def add_database(self, index: int, token: str, readonly_token: str) -> None:
+        """Serve Redis logical database `index` to these two tokens (call `flush_db` too)."""
+        if index in self._tenants or index == self._address.db:
+            raise ValueError(f"Redis database {index} is already in use")
+        address = dataclasses.replace(self._address, db=index)
+        full = Grant(Role.FULL, RedisPool(address, self.config.redis_pool_size))
+        readonly = Grant(
+            Role.READONLY,
+            RedisPool(
+                address.with_credentials(READONLY_USER, self._ro_password),
+                self.config.redis_pool_size,
+                on_handshake_error=self._repair_readonly_user,
+            ),
+        )
+        self._tenants[index] = (b"", b"", full, readonly)
+        self.set_database_tokens(index, token, readonly_token)
+
+    def set_database_tokens(self, index: int, token: str, readonly_token: str) -> None:
+        """New tokens for an emulated database: the old ones are refused from now on."""
+        old_token, old_readonly, full, readonly = self._tenants[index]
+        new_token, new_readonly = token.encode(), readonly_token.encode()
+        if new_token == new_readonly or (
+            {new_token, new_readonly} & {self._token, self._readonly_token}
+        ):
+            raise ValueError(
+                "the tokens of a database must differ from each other and the devserver's"
+            )
+        self._grants.pop(old_token, None)
+        self._grants.pop(old_readonly, None)
+        self._grants[new_token] = full
+        self._grants[new_readonly] = readonly
+        self._tenants[index] = (new_token, new_readonly, full, readonly)
+
+    async def remove_database(self, index: int) -> None:
+        """Stop serving an emulated database: its tokens are refused, its data flushed."""
+        token, readonly_token, full, readonly = self._tenants[index]
+        self._grants.pop(token, None)
+        self._grants.pop(readonly_token, None)
+        try:
+            await self.flush_db(index)
+        finally:
+            del self._tenants[index]
+            await full.pool.aclose()
+            await readonly.pool.aclose()
+
+    async def flush_db(self, index: int) -> None:
+        """Empty the Redis logical database of an emulated one (it starts empty)."""
+        async with self._tenants[index][2].pool.connection() as conn:
+            (frame,) = await conn.execute(_encode([b"FLUSHDB"]), 1)
+        if codec.is_error_frame(frame):
+            raise RedisUnavailable(
+                f"ERR devserver: cannot flush database {index}: {codec.error_text(frame)}"
+            )
 
     def count_connection(self, delta: int) -> None:
         self.stats.http_connections_open += delta
@@ -258,7 +357,7 @@ class DevServerApp:
     def _next_sync_token(self) -> bytes:
         return f"{self._sync_prefix}-{next(self._sync_counter)}".encode()
 
-    def _role(self, req: Request, pairs: list[tuple[bytes, bytes | None]]) -> Role | None:
+    def _grant(self, req: Request, pairs: list[tuple[bytes, bytes | None]]) -> Grant | None:
         """Authorization: Bearer wins when present; else `?_token=`."""
         header = req.headers.get(b"authorization")
         if header is not None:
@@ -270,14 +369,11 @@ class DevServerApp:
             token = codec.query_token(pairs)
             if token is None:
                 return None
-        if hmac.compare_digest(token, self._token):
-            return Role.FULL
-        if hmac.compare_digest(token, self._readonly_token):
-            return Role.READONLY
-        return None
-
-    def _pool(self, role: Role) -> RedisPool:
-        return self._full if role is Role.FULL else self._readonly
+        found = None
+        for known, grant in self._grants.items():
+            if hmac.compare_digest(token, known):
+                found = grant
+        return found
 
     async def _dispatch(self, req: Request) -> Response | StreamingResponse:
         if req.method not in ALLOWED_METHODS:
@@ -291,7 +387,7 @@ class DevServerApp:
         raw_path, raw_query = codec.split_target(req.target)
         pairs = codec.query_pairs(raw_query)
         segments = codec.path_segments(raw_path)
-        role = self._role(req, pairs)
+        role = self._grant(req, pairs)
         if role is None:
             response = Response(401, UNAUTHORIZED_BODY, JSON)
             response.headers.append((b"www-authenticate", b"Bearer"))
@@ -343,7 +439,7 @@ class DevServerApp:
 
     # -- command endpoints ------------------------------------------------------------------
 
-    async def _single(self, args: list[bytes], role: Role, b64: bool, resp2: bool) -> Response:
+    async def _single(self, args: list[bytes], role: Grant, b64: bool, resp2: bool) -> Response:
         self.stats.single_commands += 1
         self.stats.commands += 1
         try:
@@ -352,7 +448,7 @@ class DevServerApp:
             if resp2:
                 return Response(200, encode_error(str(exc)), OCTET)
             return json_error(400, str(exc))
-        async with self._pool(role).connection() as conn:
+        async with role.pool.connection() as conn:
             (frame,) = await conn.execute(_encode(args), 1, REDIS_REPLY_TIMEOUT_S + block_s)
         if resp2:
             return Response(200, frame, OCTET)  # errors too: 200 with the -ERR frame
@@ -361,7 +457,7 @@ class DevServerApp:
         return _json(200, {"result": codec.reply_to_json(frame, b64)})
 
     async def _pipeline(
-        self, commands: list[list[bytes]], role: Role, b64: bool, resp2: bool
+        self, commands: list[list[bytes]], role: Grant, b64: bool, resp2: bool
     ) -> Response:
         self.stats.pipelines += 1
         self.stats.commands += len(commands)
@@ -379,7 +475,7 @@ class DevServerApp:
             payload.append(_encode(args))
         frames: list[bytes] = []
         if payload:
-            async with self._pool(role).connection() as conn:
+            async with role.pool.connection() as conn:
                 frames = await conn.execute(
                     b"".join(payload), len(payload), REDIS_REPLY_TIMEOUT_S + block_s
                 )
@@ -393,7 +489,7 @@ class DevServerApp:
             return Response(200, b"".join(frames), OCTET)
         return _json(200, [codec.item_json(frame, b64) for frame in frames])
 
-    async def _multi_exec(self, commands: list[list[bytes]], role: Role, b64: bool) -> Response:
+    async def _multi_exec(self, commands: list[list[bytes]], role: Grant, b64: bool) -> Response:
         self.stats.multi_exec += 1
         self.stats.commands += len(commands)
         if not commands:
@@ -406,7 +502,7 @@ class DevServerApp:
         payload = b"".join([_MULTI, *(_encode(args) for args in commands), _EXEC])
         # The pool lends the connection exclusively, so MULTI..EXEC of concurrent requests
         # never share a connection; a failure closes it (Redis then discards the MULTI).
-        async with self._pool(role).connection() as conn:
+        async with role.pool.connection() as conn:
             frames = await conn.execute(payload, len(commands) + 2)
             if codec.is_error_frame(frames[0]):
                 conn.broken = True
@@ -427,7 +523,7 @@ class DevServerApp:
     # -- SSE and internal endpoints ---------------------------------------------------------
 
     async def _sse(
-        self, req: Request, kind: str, targets: list[bytes], role: Role
+        self, req: Request, kind: str, targets: list[bytes], role: Grant
     ) -> Response | StreamingResponse:
         if b"text/event-stream" not in req.headers.get(b"accept", b"").lower():
             raise codec.BadRequest(f"ERR /{kind} needs the header Accept: text/event-stream")
@@ -445,7 +541,7 @@ class DevServerApp:
             await trio.sleep(self._latency_s)
         try:
             stream = await sse.open_stream(
-                self._pool(role),
+                role.pool,
                 kind,
                 targets,
                 heartbeat_s=self.config.sse_heartbeat_s,
@@ -456,8 +552,8 @@ class DevServerApp:
             return json_error(400, str(exc))
         return stream.response()
 
-    def _internal(self, req: Request, segments: list[bytes], role: Role) -> Response:
-        if role is not Role.FULL:
+    def _internal(self, req: Request, segments: list[bytes], role: Grant) -> Response:
+        if not role.primary:
             return json_error(
                 403, "ERR the devserver endpoints need the standard token, not the read-only one"
             )
@@ -523,6 +619,22 @@ async def run_devserver(
             listeners = listeners[:1]
         port = int(listeners[0].socket.getsockname()[1])
         host = f"[{config.bind}]" if ":" in config.bind else config.bind
+        management_listeners = []
+        emulator = None
+        if config.management_port is not None:
+            emulator = ManagementEmulator(
+                upstash_email=config.management_email,
+                upstash_api_key=config.management_api_key,
+                endpoint=f"{host}:{port}",
+                backend=app,
+            )
+            management_listeners = (
+                await trio.open_tcp_listeners(config.management_port, host=config.bind)
+            )[:1]
+        management_url = None
+        if management_listeners:
+            bound = int(management_listeners[0].socket.getsockname()[1])
+            management_url = f"http://{host}:{bound}"
         info = DevServerInfo(
             url=f"http://{host}:{port}",
             port=port,
@@ -531,10 +643,24 @@ async def run_devserver(
             readonly_token=readonly_token,
             token_generated=config.token is None,
             readonly_token_generated=config.readonly_token is None,
+            management_url=management_url,
         )
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve, listeners)
+                if emulator is not None:
+                    management = HttpServer(
+                        emulator.handle,
+                        max_body_bytes=MANAGEMENT_MAX_BODY_BYTES,
+                        on_too_large=_too_large,
+                        on_bad_request=_bad_http,
+                    )
+                    await nursery.start(management.serve, management_listeners)
+                    log.info(
+                        "management API emulation (Upstash developer API, Redis Enterprise "
+                        "REST API) listening on %s",
+                        management_url,
+                    )
                 log.info("%s", info.startup_line())
                 task_status.started(info)
         finally:

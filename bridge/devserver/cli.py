@@ -129,6 +129,29 @@ async def _serve(config: DevServerConfig) -> None:
     help="Pooled Redis connections per token role (SSE streams use their own).",
 )
 @click.option(
+    "--management-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar=_ENV + "MANAGEMENT_PORT",
+    help="Also serve the Upstash developer API and Redis Enterprise REST API emulation on this "
+    "port (0: a free one, logged); each database created there is a real one on this "
+    "devserver (its own Redis logical database and REST tokens).",
+)
+@click.option(
+    "--management-email",
+    default="dev@example.com",
+    show_default=True,
+    envvar=_ENV + "MANAGEMENT_EMAIL",
+    help="Account email the Upstash developer API emulation accepts (HTTP Basic user).",
+)
+@click.option(
+    "--management-api-key",
+    default="upstash-api-key",
+    show_default=True,
+    envvar=_ENV + "MANAGEMENT_API_KEY",
+    help="API key the Upstash developer API emulation accepts (HTTP Basic password).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -147,6 +170,9 @@ def devserver(
     max_request_bytes: int,
     sse_heartbeat_s: float,
     redis_pool_size: int,
+    management_port: int | None,
+    management_email: str,
+    management_api_key: str,
     log_level: str,
     **fault_flags: Any,
 ) -> None:
@@ -187,6 +213,9 @@ def devserver(
         sse_heartbeat_s=sse_heartbeat_s,
         redis_pool_size=redis_pool_size,
         faults=faults,
+        management_port=management_port,
+        management_email=management_email,
+        management_api_key=management_api_key,
     )
     try:
         trio.run(_serve, config)

@@ -12,22 +12,27 @@ assert on, and `fail_next(status, text)` makes the next request fail as the real
 
 Served by `serve_management` on its own listener (HTTP or HTTPS with a given SSL context),
 with the devserver's HTTP/1.1 layer (`bridge.devserver.http`). Not a full model: no billing,
-no real regions, databases hold no data.
+no real regions. Alone, Upstash databases hold no data; given a `backend` (the devserver's
+`DevServerApp`, see `resp-bridge devserver --management-port`), each created database is a
+real one: its own Redis logical database, emptied on creation and deletion, served by the
+devserver's REST endpoints to its own `rest_token` / `read_only_rest_token` (rotated by
+reset-password). Its `endpoint` is then the devserver's `host:port`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import itertools
 import secrets
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
@@ -62,6 +67,20 @@ UPSTASH_LIMITS = {
     "db_daily_bandwidth_limit": 53687091200,
     "db_max_commands_per_second": 1000,
 }
+
+
+class DatabaseBackend(Protocol):
+    """Where emulated Upstash databases really live (the devserver's `DevServerApp`)."""
+
+    def free_db_index(self) -> int | None: ...
+
+    def add_database(self, index: int, token: str, readonly_token: str) -> None: ...
+
+    def set_database_tokens(self, index: int, token: str, readonly_token: str) -> None: ...
+
+    async def flush_db(self, index: int) -> None: ...
+
+    async def remove_database(self, index: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +126,17 @@ class ManagementEmulator:
         enterprise_user: str = "admin@example.com",
         enterprise_password: str = "enterprise-password",
         endpoint: str | None = None,
+        backend: DatabaseBackend | None = None,
     ) -> None:
         """`endpoint`: the host every new Upstash database reports (default: a made-up
-        `emulated-<port>.upstash.io`); tests point it at a devserver."""
+        `emulated-<port>.upstash.io`); tests point it at a devserver. `backend`: where the
+        databases really live (see the module docstring)."""
         self._endpoint = endpoint
+        self._backend = backend
+        #: database_id -> Redis logical database index in the backend.
+        self.db_indexes: dict[str, int] = {}
+        #: Backend work of the current request, run before it is answered.
+        self._after: list[Callable[[], Awaitable[None]]] = []
         self._upstash = (upstash_email, upstash_api_key)
         self._enterprise = (enterprise_user, enterprise_password)
         self.model = _Model()
@@ -152,12 +178,23 @@ class ManagementEmulator:
             )
         )  # fmt: skip
         del self.requests[:-MAX_RECORDED_REQUESTS]
+        self._after.clear()
         try:
             if enterprise:
                 return self._json(*self._enterprise_route(req, method, path, query, body, user))
-            return self._json(*self._upstash_route(req, method, path, body, user))
+            result = self._upstash_route(req, method, path, body, user)
+            await self._run_after()
+            return self._json(*result)
         except ApiError as exc:
             return self._json(exc.status, exc.body)
+
+    async def _run_after(self) -> None:
+        jobs, self._after = self._after, []
+        for job in jobs:
+            try:
+                await job()
+            except Exception as exc:  # RedisUnavailable and its kin: the backend is down
+                raise ApiError(503, f"devserver: Redis is unavailable: {exc}") from None
 
     @staticmethod
     def _json(status: int, value: Any) -> Response:
@@ -297,6 +334,14 @@ class ManagementEmulator:
                 raise ApiError(400, "primary_region and read_regions need region global")
         if not fields["name"].strip():
             raise ApiError(400, "name must not be empty")
+        index = None
+        if self._backend is not None:
+            index = self._backend.free_db_index()
+            if index is None:
+                raise ApiError(
+                    400, "database limit reached: delete one (the devserver gives each "
+                    "database one of redis-server's logical databases)"
+                )  # fmt: skip
         database_id = str(uuid.uuid4())
         password = secrets.token_hex(16)
         port = next(self._ports)
@@ -319,6 +364,10 @@ class ManagementEmulator:
             db["type"] = "paid"
             db["primary_region"] = fields["primary_region"]
             db["read_regions"] = list(fields.get("read_regions", []))
+        if self._backend is not None and index is not None:
+            self._backend.add_database(index, db["rest_token"], db["read_only_rest_token"])
+            self.db_indexes[database_id] = index
+            self._after.append(functools.partial(self._backend.flush_db, index))
         self.model.databases[database_id] = db
         return 200, dict(db)
 
@@ -327,6 +376,9 @@ class ManagementEmulator:
         db = self._db(database_id)
         if method == "DELETE":
             del self.model.databases[database_id]
+            index = self.db_indexes.pop(database_id, None)
+            if self._backend is not None and index is not None:
+                self._after.append(functools.partial(self._backend.remove_database, index))
             return 200, "OK"
         return 200, {**db, **UPSTASH_LIMITS, "db_request_limit": 9223372036854775808}
 
@@ -342,6 +394,9 @@ class ManagementEmulator:
         db["password"] = secrets.token_hex(16)
         db["rest_token"] = _token(database_id, db["password"], "AX")
         db["read_only_rest_token"] = _token(database_id, db["password"][::-1], "An")
+        index = self.db_indexes.get(database_id)
+        if self._backend is not None and index is not None:
+            self._backend.set_database_tokens(index, db["rest_token"], db["read_only_rest_token"])
         return 200, dict(db)
 
     def _enable_tls(self, method: str, body: Any, database_id: str) -> tuple[int, Any]:

@@ -20,6 +20,7 @@ upstream token) and the daemon's `Lifecycle` (reload, graceful stop).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import time
@@ -87,6 +88,32 @@ HEALTH_WINDOW_S = 60
 HEALTH_SAMPLE_S = 1.0
 
 
+DB_USE_HELP = [
+    "DB [UPSTASH] USE <id>  -- switch this bridge to that database's REST endpoint and token "
+    "(no client is dropped; the configuration is unchanged)"
+]
+
+
+def rest_url(endpoint: str, current_url: str) -> str:
+    """The REST URL of an Upstash database `endpoint` (a host, or host:port): https, except
+    plain http when the bridge already talks http to a loopback host and the endpoint is one
+    too (a local devserver): a token never travels in clear over a network."""
+    current = urlsplit(current_url)
+    host = urlsplit(f"//{endpoint}").hostname or ""
+    if current.scheme == "http" and _is_loopback(host) and _is_loopback(current.hostname or ""):
+        return f"http://{endpoint}"
+    return f"https://{endpoint}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 # -- the server -------------------------------------------------------------------------------
 
 
@@ -134,6 +161,8 @@ class AdminServer:
         self._sync_token = ""
         self._sync_seen_at: float | None = None
         self._last_probe: dict[str, Any] | None = None
+        #: The Upstash database chosen by DB USE (its id), None: the configured one.
+        self.database_in_use: str | None = None
         self.commands = {c.name: c for c in self._command_table()}
 
     def _command_table(self) -> list[AdminCommand]:
@@ -347,7 +376,7 @@ class AdminServer:
     async def _help(self, words: list[str], peer: _Peer) -> Any:
         lines = [f"{c.usage}  -- {c.summary}" for c in self.commands.values()]
         lines += ["", "Database management (DB/TEAM; destructive ones end with CONFIRM):"]
-        lines += management.help_lines()
+        lines += management.help_lines() + DB_USE_HELP
         return lines
 
     async def _stats(self, words: list[str], peer: _Peer) -> Any:
@@ -511,7 +540,10 @@ class AdminServer:
 
     async def _management(self, group: str, words: list[str]) -> Any:
         if not words or words[-1].upper() == "HELP":
-            return management.help_lines(group)
+            return management.help_lines(group) + (DB_USE_HELP if group == "DB" else [])
+        rest = words[1:] if words[0].lower() in management.PROVIDERS else words
+        if group == "DB" and rest and rest[0].upper() == "USE":
+            return await self._use(words)
         config = self.server.config
         full = [group, *words]
         request = management.parse_command(
@@ -526,17 +558,80 @@ class AdminServer:
             result["bridge"] = switched
         return result
 
+    async def _use(self, words: list[str]) -> Any:
+        """DB USE <id>: switch to that Upstash database's REST endpoint and token; clients
+        stay connected, requests in flight finish on the old database, pub/sub streams
+        reconnect to the new one."""
+        provider = management.default_provider(self.server.config)
+        if words[0].lower() in management.PROVIDERS:
+            provider = words.pop(0).lower()
+        if len(words) != 2:
+            raise AdminError("ERR usage: DB USE <id>")
+        if provider != management.UPSTASH:
+            raise AdminError(
+                "ERR DB USE needs the Upstash developer API (upstash_email, upstash_api_key): "
+                "Redis Enterprise databases have no REST endpoint"
+            )
+        database_id = words[1]
+        database = await management.run_management(
+            self.server.config, ["DB", "UPSTASH", "INFO", database_id], show_secrets=True
+        )
+        endpoint = database.get("endpoint") if isinstance(database, dict) else None
+        token = database.get("rest_token") if isinstance(database, dict) else None
+        if not isinstance(endpoint, str) or not endpoint or not isinstance(token, str) or not token:
+            raise AdminError(f"ERR database {database_id} has no REST endpoint and token")
+        logs.add_secret(token)
+        upstream = self.server.upstream
+        before = upstream.display_url
+        url = rest_url(endpoint, upstream.url)
+        upstream.switch(url, token)
+        self.database_in_use = str(database.get("database_id") or database_id)
+        # The new token may allow writes: read-only mode is re-learned from the upstream.
+        self.server.read_only = self.server.config.read_only
+        streams = 0
+        switch_streams = getattr(self.server.pubsub, "switch_upstream", None)
+        if switch_streams is not None:
+            streams = switch_streams(upstream.url)
+        log.warning(
+            "DB USE: this bridge now uses database %s at %s (was %s); the configuration is "
+            "unchanged: a restart goes back to the configured database",
+            self.database_in_use, upstream.display_url, before,
+        )  # fmt: skip
+        return {
+            "result": "switched",
+            "database_id": self.database_in_use,
+            "database_name": database.get("database_name"),
+            "url": upstream.display_url,
+            "previous_url": before,
+            "token": "the database's own (never shown)",
+            "clients": len(self.server.connections),
+            "pubsub_streams_reconnected": streams,
+        }
+
     def _follow_new_token(self, database: Any) -> str | None:
-        """After a password reset of the database this bridge uses (its REST URL host is the
-        database's endpoint), switch to the new REST token: the old one stopped working."""
+        """After a password reset of the database this bridge uses (the one chosen by DB USE,
+        else the one whose endpoint is the REST URL's host), switch to the new REST token: the
+        old one stopped working."""
         if not isinstance(database, dict):
             return None
         endpoint, token = database.get("endpoint"), database.get("rest_token")
-        host = urlsplit(self.server.upstream.url).hostname
-        if not endpoint or not isinstance(token, str) or not token or host != endpoint:
+        if not endpoint or not isinstance(token, str) or not token:
+            return None
+        parts = urlsplit(self.server.upstream.url)
+        if self.database_in_use is not None:
+            if database.get("database_id") != self.database_in_use:
+                return None
+        elif endpoint not in (parts.hostname, parts.netloc):
             return None
         logs.add_secret(token)
         self.server.upstream.set_token(token)
+        if self.database_in_use is not None:
+            # The configuration still names the configured database: left alone.
+            log.warning(
+                "the REST token of database %s (in use by DB USE) was reset: this bridge now "
+                "uses the new one", self.database_in_use,
+            )  # fmt: skip
+            return "switched to the new REST token"
         self.server.config = dataclasses.replace(self.server.config, token=token)
         if self.lifecycle is not None:
             self.lifecycle.config = self.server.config

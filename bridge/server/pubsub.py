@@ -90,8 +90,8 @@ class Subscriber(Hashable, Protocol):
 class _Stream:
     """One upstream stream and the connections attached to it."""
 
-    __slots__ = ("closed", "key", "live", "matcher", "name_bulk", "prefix", "scope", "subscribers",
-                 "waiting")  # fmt: skip
+    __slots__ = ("attempt", "closed", "key", "live", "matcher", "name_bulk", "prefix", "scope",
+                 "subscribers", "waiting")  # fmt: skip
 
     def __init__(self, key: Key) -> None:
         kind, name = key
@@ -103,6 +103,8 @@ class _Stream:
         self.live = False
         self.closed = False
         self.scope = trio.CancelScope()
+        #: The current connection attempt: cancelled to reconnect at once (`switch_upstream`).
+        self.attempt: trio.CancelScope | None = None
         self.name_bulk = encode_bulk(name)
         text = name.decode("utf-8", "replace")
         self.prefix = {"channel": f"message,{text},", "pattern": f"pmessage,{text},"}.get(kind, "")
@@ -228,6 +230,18 @@ class PubSubHub:
         if not stream.subscribers and not stream.waiting:
             self._close(stream)
 
+    def switch_upstream(self, url: str) -> int:
+        """DB USE: open streams reconnect at once to `url` (with the REST client's current
+        token); subscribers stay subscribed, messages published meanwhile are lost. Returns
+        the number of streams reconnected."""
+        self._client.set_url(url)
+        moved = 0
+        for stream in list(self._streams.values()):
+            if stream.attempt is not None:
+                stream.attempt.cancel()
+                moved += 1
+        return moved
+
     def _close(self, stream: _Stream) -> None:
         if not stream.closed:
             stream.closed = True
@@ -258,42 +272,48 @@ class PubSubHub:
         with stream.scope:
             while not stream.closed:
                 live_since: float | None = None
-                try:
-                    async with self._client.open(kind, name) as events:
-                        self.streams_open += 1
-                        try:
-                            with trio.fail_after(self._confirm_timeout_s):
-                                first = await events.next()
-                            if first is None or not first.startswith(_CONFIRMATIONS[kind]):
-                                raise UpstreamProtocolError(
-                                    f"the stream did not start with its confirmation "
-                                    f"(got {first[:80] if first else 'the end'!r})"
-                                )
-                            stream.live = True
-                            live_since = trio.current_time()
-                            self._resolve(stream, "")
-                            while (event := await events.next()) is not None:
-                                self._dispatch(stream, event, events.base64)
-                        finally:
-                            stream.live = False
-                            self.streams_open -= 1
-                    failure: str = "the upstream ended the stream"
-                    reply = "ERR upstream ended the pub/sub stream before confirming it"
-                    idle = False
-                except trio.TooSlowError:
-                    failure = f"no confirmation within {self._confirm_timeout_s} s"
-                    reply = f"ERR upstream pub/sub stream unavailable: {failure}"
-                    idle = False
-                except UpstreamError as exc:
-                    failure, reply = str(exc) or type(exc).__name__, _refusal_reply(exc)
-                    # A live stream that went silent past the idle timeout: routine on a
-                    # server without heartbeats, so not worth a warning.
-                    idle = isinstance(exc, UpstreamTimeout) and live_since is not None
-                except Exception as exc:  # a bug here must not take the bridge down
-                    log.exception("pub/sub stream for %s failed", stream.describe())
-                    failure = type(exc).__name__
-                    reply = f"ERR resp-bridge pub/sub failure: {failure}"
-                    idle = False
+                with trio.CancelScope() as attempt_scope:
+                    stream.attempt = attempt_scope
+                    try:
+                        async with self._client.open(kind, name) as events:
+                            self.streams_open += 1
+                            try:
+                                with trio.fail_after(self._confirm_timeout_s):
+                                    first = await events.next()
+                                if first is None or not first.startswith(_CONFIRMATIONS[kind]):
+                                    raise UpstreamProtocolError(
+                                        f"the stream did not start with its confirmation "
+                                        f"(got {first[:80] if first else 'the end'!r})"
+                                    )
+                                stream.live = True
+                                live_since = trio.current_time()
+                                self._resolve(stream, "")
+                                while (event := await events.next()) is not None:
+                                    self._dispatch(stream, event, events.base64)
+                            finally:
+                                stream.live = False
+                                self.streams_open -= 1
+                        failure: str = "the upstream ended the stream"
+                        reply = "ERR upstream ended the pub/sub stream before confirming it"
+                        idle = False
+                    except trio.TooSlowError:
+                        failure = f"no confirmation within {self._confirm_timeout_s} s"
+                        reply = f"ERR upstream pub/sub stream unavailable: {failure}"
+                        idle = False
+                    except UpstreamError as exc:
+                        failure, reply = str(exc) or type(exc).__name__, _refusal_reply(exc)
+                        # A live stream that went silent past the idle timeout: routine on a
+                        # server without heartbeats, so not worth a warning.
+                        idle = isinstance(exc, UpstreamTimeout) and live_since is not None
+                    except Exception as exc:  # a bug here must not take the bridge down
+                        log.exception("pub/sub stream for %s failed", stream.describe())
+                        failure = type(exc).__name__
+                        reply = f"ERR resp-bridge pub/sub failure: {failure}"
+                        idle = False
+                stream.attempt = None
+                if attempt_scope.cancelled_caught:
+                    self.reconnects += 1  # switch_upstream: reconnect now, elsewhere
+                    continue
                 self._resolve(stream, reply)
                 if not stream.subscribers:
                     if live_since is None:

@@ -99,6 +99,16 @@ class RestClient:
         """RELOAD: later requests use the new token; requests in flight keep the old one."""
         self._token = token
 
+    def switch(self, url: str, token: str) -> None:
+        """DB USE: later requests go to another database (`url`, `token`); requests in flight
+        finish on the old one. Its sync token belonged to the old database: dropped."""
+        self.url = url.rstrip("/")
+        self.display_url = redact_url(self.url)
+        self._token = token
+        self._urls.clear()
+        self.sync_token = ""
+        self.sync_token_updated = None
+
     async def aclose(self) -> None:
         await self._transport.aclose()
 

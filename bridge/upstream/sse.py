@@ -239,6 +239,11 @@ class SseClient:
             max_streams=max_streams,
         )
 
+    def set_url(self, url: str) -> None:
+        """DB USE: streams opened from now on go to `url` (open ones are not touched)."""
+        self.url = url.rstrip("/")
+        self._client.base_url = self.url
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

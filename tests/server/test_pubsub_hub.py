@@ -524,6 +524,36 @@ async def test_stream_break_reconnects_subscribers_stay() -> None:
         assert done == ["", ""]  # nothing else was sent to the subscribers
 
 
+async def test_switch_upstream_reconnects_at_once_elsewhere() -> None:
+    """DB USE: open streams reconnect now, to the new URL; subscribers stay subscribed."""
+    upstream = FakeUpstream()
+    # A long backoff: the reconnect must not wait for it.
+    async with running_hub(upstream, backoff_initial_s=30, backoff_max_s=30) as hub:
+        a = Recorder()
+        done: list[str] = []
+        hub.subscribe(a, "channel", b"c", done.append)
+        await wait_until(lambda: done == [""], "confirmation")
+        assert hub.switch_upstream("http://other.test/base/") == 1
+        await wait_until(lambda: len(upstream.requests) == 2, "the reconnect")
+        await wait_until(lambda: hub.streams_open == 1, "live again")
+        assert [r.url.host for r in upstream.requests] == ["upstream.test", "other.test"]
+        assert upstream.streams[0].closed.is_set()
+        upstream.by_path("/base/subscribe/c").event("message,c,after")
+        await wait_until(lambda: len(a.pushes) == 1, "a message from the new upstream")
+        assert a.pushes == [[b"message", b"c", b"after"]]
+        assert done == [""] and hub.reconnects == 1
+
+
+async def test_rest_client_switch() -> None:
+    rest = RestClient("http://upstream.test/db/", "old-token", timeout_s=1, connect_timeout_s=1)
+    rest.sync_token = "sync-of-the-old-database"
+    rest.switch("https://user:pw@new.test/", "new-token")
+    url, token = credentials(rest)
+    assert (url, token()) == ("https://user:pw@new.test", "new-token")
+    assert rest.display_url == "https://new.test" and rest.sync_token == ""
+    await rest.aclose()
+
+
 async def test_idle_timeout_reopens_quietly(caplog: pytest.LogCaptureFixture) -> None:
     upstream = FakeUpstream()
     async with running_hub(upstream) as hub:
