@@ -15,7 +15,7 @@ ROUTE_TITLES = {
     Route.TRANSACTION: "Transactions (queued in the bridge, EXEC sent as one /multi-exec)",
     Route.FORWARD: "Forwarded to the REST API (auto-batched into /pipeline)",
     Route.PUBSUB: "Pub/Sub and MONITOR (relayed from shared SSE streams)",
-    Route.BLOCKING: "Blocking commands (refused until their emulation lands)",
+    Route.BLOCKING: "Blocking commands (emulated: polling with local wake-ups)",
     Route.REFUSED: "Refused, with the reason",
 }
 

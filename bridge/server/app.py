@@ -74,7 +74,8 @@ class PubSubHubLike(Protocol):
 
 
 class UnavailableHub:
-    """Stand-in until the SSE relay is wired: every subscription fails with a clear error."""
+    """Stand-in before the pub/sub hub is wired in (tests, early start-up): every subscription
+    fails with a clear error."""
 
     REASON = "ERR pub/sub and MONITOR are not available in this build of resp-bridge"
 
