@@ -178,6 +178,15 @@ class BridgeConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(BridgeConfig)}
 
 
+def redact(url: str) -> str:
+    """A URL without its userinfo and query, safe to show in an error."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else "<not a URL>"
+
+
 def config_markdown() -> str:
     """The README's table of settings, generated from the schema so it cannot drift."""
     lines = ["| flag / config key | env | default | meaning |", "|---|---|---|---|"]
@@ -301,7 +310,13 @@ def validate(config: BridgeConfig) -> None:
     if config.url:
         parts = urlsplit(config.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"url: {config.url!r} is not an http(s) URL")
+            raise ConfigError(f"url: {redact(config.url)!r} is not an http(s) URL")
+        # Credentials in the URL would end up wherever the URL is shown (errors, logs).
+        if parts.query or parts.username or parts.password:
+            raise ConfigError(
+                "url: must not carry credentials or a query (such as ?_token=); give the token "
+                "with --token or UPSTASH_REDIS_REST_TOKEN"
+            )
     if not -1 <= config.port <= 65535:
         raise ConfigError("port: must be between 0 and 65535 (or -1 to disable TCP)")
     if config.port < 0 and not config.unixsocket:

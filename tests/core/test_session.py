@@ -170,3 +170,16 @@ def test_watch_records_fingerprints_and_exec_carries_them() -> None:
     assert s.watches == []
     s.handle([b"WATCH", b"k"])
     assert reply(s, b"UNWATCH") == b"+OK\r\n" and s.watches == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://h.upstash.io/?_token=SECRET", "https://user:SECRET@h.upstash.io", "ftp://user:SECRET@host"],
+)
+def test_urls_with_credentials_are_refused_without_echoing_them(url: str) -> None:
+    from bridge.config import load_config
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(cli={"url": url, "token": "t"}, environ={})
+    assert "SECRET" not in str(info.value)
