@@ -174,7 +174,11 @@ def test_watch_records_fingerprints_and_exec_carries_them() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://h.upstash.io/?_token=SECRET", "https://user:SECRET@h.upstash.io", "ftp://user:SECRET@host"],
+    [
+        "https://h.upstash.io/?_token=SECRET",
+        "https://user:SECRET@h.upstash.io",
+        "ftp://user:SECRET@host",
+    ],
 )
 def test_urls_with_credentials_are_refused_without_echoing_them(url: str) -> None:
     from bridge.config import load_config
