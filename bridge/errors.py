@@ -92,12 +92,6 @@ READ_ONLY = (
 )
 
 
-def unknown_command(args: list[bytes]) -> str:
-    name = args[0].decode("utf-8", "replace")
-    rest = " ".join(f"'{a.decode('utf-8', 'replace')[:128]}'" for a in args[1:8])
-    return f"ERR unknown command '{name}', with args beginning with: {rest}"
-
-
 def wrong_arity(name: str) -> str:
     return f"ERR wrong number of arguments for '{name}' command"
 

@@ -16,7 +16,6 @@ from urllib.parse import quote_from_bytes
 import orjson
 
 from bridge.core.resp import (
-    ErrorReply,
     RespProtocolError,
     Status,
     encode_error,
@@ -123,22 +122,3 @@ def error_text_of(body: bytes) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return data["error"]
     return None
-
-
-def is_error_frame(frame: bytes) -> bool:
-    return frame[:1] == b"-"
-
-
-__all__ = [
-    "CodecError",
-    "ErrorReply",
-    "error_text_of",
-    "is_error_frame",
-    "item_to_frame",
-    "json_args",
-    "json_pipeline_frames",
-    "multi_exec_frame",
-    "path_form",
-    "pipeline_body",
-    "resp2_pipeline_frames",
-]

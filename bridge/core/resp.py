@@ -133,34 +133,42 @@ def _encode_into(value: object, out: list[bytes]) -> None:
 def frame_end(buf: bytes | bytearray, start: int = 0) -> int:
     """Return the index just past the complete frame starting at `start`, or -1 if incomplete.
 
-    Iterative (an explicit count of frames still owed) so that deep nesting cannot exhaust the
-    Python stack. Raises RespProtocolError on bytes that cannot be RESP.
+    Raises RespProtocolError on bytes that cannot be RESP.
     """
-    pos = start
-    owed = 1
-    depth_stack: list[int] = []
+    pos, owed = _scan(buf, start, 1, [])
+    return -1 if owed else pos
+
+
+def _scan(buf: bytes | bytearray, pos: int, owed: int, stack: list[int]) -> tuple[int, int]:
+    """Walk frames from `pos` while `owed` remain; return where it stopped and what is owed.
+
+    Iterative (an explicit count of frames still owed, `stack` remembering the count owed
+    outside each open aggregate) so that deep nesting cannot exhaust the Python stack, and
+    resumable: FrameReader keeps (pos, owed, stack) across reads. `pos` only ever stops at a
+    frame boundary, so a resumed scan never re-reads a header.
+    """
     n = len(buf)
     while owed:
         if pos >= n:
-            return -1
+            break
         kind = buf[pos]
         eol = buf.find(b"\r\n", pos + 1)
         if eol < 0:
-            return -1
+            break
         if kind in _LINE_TYPES:
             pos = eol + 2
             owed -= 1
         elif kind in _BLOB_TYPES:
             length = _parse_len(buf, pos + 1, eol)
-            if length < 0:
-                pos = eol + 2
-            else:
+            if length >= 0:
                 end = eol + 2 + length
                 if end + 2 > n:
-                    return -1
+                    break
                 if buf[end : end + 2] != b"\r\n":
                     raise RespProtocolError("bulk string not terminated by CRLF")
                 pos = end + 2
+            else:
+                pos = eol + 2
             owed -= 1
         elif kind in _AGGREGATE_TYPES or kind in _PAIR_TYPES:
             count = _parse_len(buf, pos + 1, eol)
@@ -171,15 +179,15 @@ def frame_end(buf: bytes | bytearray, start: int = 0) -> int:
                     count *= 2
                 if kind == 0x7C:  # attribute: its pairs precede the real reply
                     count += 1
-                depth_stack.append(owed)
-                if len(depth_stack) > MAX_FRAME_DEPTH:
+                stack.append(owed)
+                if len(stack) > MAX_FRAME_DEPTH:
                     raise RespProtocolError("reply nested too deeply")
                 owed += count
         else:
             raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
-        while depth_stack and owed == depth_stack[-1]:
-            depth_stack.pop()
-    return pos
+        while stack and owed == stack[-1]:
+            stack.pop()
+    return pos, owed
 
 
 def _parse_len(buf: bytes | bytearray, start: int, end: int) -> int:
@@ -235,54 +243,13 @@ class FrameReader:
 
     def next_frame(self) -> bytes | None:
         buf = self._buf
-        n = len(buf)
-        pos, owed, stack = self._pos, self._owed, self._stack
-        while owed:
-            if pos >= n:
-                break
-            kind = buf[pos]
-            eol = buf.find(b"\r\n", pos + 1)
-            if eol < 0:
-                break
-            if kind in _LINE_TYPES:
-                pos = eol + 2
-                owed -= 1
-            elif kind in _BLOB_TYPES:
-                length = _parse_len(buf, pos + 1, eol)
-                if length >= 0:
-                    end = eol + 2 + length
-                    if end + 2 > n:
-                        break
-                    if buf[end : end + 2] != b"\r\n":
-                        raise RespProtocolError("bulk string not terminated by CRLF")
-                    pos = end + 2
-                else:
-                    pos = eol + 2
-                owed -= 1
-            elif kind in _AGGREGATE_TYPES or kind in _PAIR_TYPES:
-                count = _parse_len(buf, pos + 1, eol)
-                pos = eol + 2
-                owed -= 1
-                if count > 0:
-                    if kind in _PAIR_TYPES:
-                        count *= 2
-                    if kind == 0x7C:  # attribute: its pairs precede the real reply
-                        count += 1
-                    stack.append(owed)
-                    if len(stack) > MAX_FRAME_DEPTH:
-                        raise RespProtocolError("reply nested too deeply")
-                    owed += count
-            else:
-                raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
-            while stack and owed == stack[-1]:
-                stack.pop()
-        if owed:
-            self._pos, self._owed = pos, owed
+        self._pos, self._owed = _scan(buf, self._pos, self._owed, self._stack)
+        if self._owed:
             return None
-        frame = bytes(buf[self._start : pos])
-        self._start = self._pos = pos
+        frame = bytes(buf[self._start : self._pos])
+        self._start = self._pos
         self._owed = 1
-        if self._start > 65536 and self._start * 2 > n:
+        if self._start > 65536 and self._start * 2 > len(buf):
             del buf[: self._start]
             self._pos = self._start = 0
         return frame
@@ -370,14 +337,3 @@ def encode_verbatim(text: bytes, proto: int, fmt: bytes = b"txt") -> bytes:
 def encode_array(items: Sequence[bytes]) -> bytes:
     """An array of already-encoded items."""
     return b"*%d\r\n" % len(items) + b"".join(items)
-
-
-def encode_set(items: Sequence[bytes], proto: int) -> bytes:
-    head = b"~%d\r\n" % len(items) if proto == 3 else b"*%d\r\n" % len(items)
-    return head + b"".join(items)
-
-
-def encode_push(items: Sequence[bytes], proto: int) -> bytes:
-    """Out-of-band data (pub/sub messages): `>` in RESP3, a plain array in RESP2."""
-    head = b">%d\r\n" % len(items) if proto == 3 else b"*%d\r\n" % len(items)
-    return head + b"".join(items)

@@ -25,7 +25,6 @@ from bridge.config import BridgeConfig
 from bridge.core.commands import CommandSpec
 from bridge.core.parser import ParserLimits
 from bridge.core.resp import encode_error
-from bridge.core.resp3 import encode_resp3_frame
 from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
 from bridge.server.admin import serve_admin
@@ -182,9 +181,6 @@ class BridgeServer:
                 spec.name,
             )
 
-    def to_resp3(self, spec: CommandSpec | None, args: list[bytes], frame: bytes) -> bytes:
-        return to_resp3(spec, args, frame)
-
     # -- connections -----------------------------------------------------------------------
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -203,11 +199,6 @@ class BridgeServer:
             await conn.run()
         finally:
             del self.connections[conn.id]
-
-
-def to_resp3(spec: CommandSpec | None, args: list[bytes], frame: bytes) -> bytes:
-    """RESP2 frame from the upstream → what Redis would send a RESP3 client."""
-    return encode_resp3_frame(spec, args, frame)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str, str]:

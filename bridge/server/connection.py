@@ -22,6 +22,7 @@ from bridge.core import codec
 from bridge.core.blocking import exec_script_command, exec_script_reply
 from bridge.core.parser import ProtocolError, RequestParser
 from bridge.core.resp import encode_error, frame_end
+from bridge.core.resp3 import encode_resp3_frame
 from bridge.core.session import (
     Block,
     Forward,
@@ -223,8 +224,7 @@ class Connection:
         elif self.session.protocol == 2:
             self._fill(slot, frame)
         else:
-            self._fill(slot, self.server.to_resp3(action.spec, action.args, frame))
-        self._writer_wakeup.set()
+            self._fill(slot, encode_resp3_frame(action.spec, action.args, frame))
 
     async def _watch_socket_while_blocked(self) -> None:
         """Buffer what the client sends meanwhile; if it disconnects, end the connection."""
@@ -326,7 +326,6 @@ class Connection:
                     self.session.monitoring = False
             else:
                 self._fill(slot, reply)
-            self._writer_wakeup.set()
 
         return done
 
@@ -389,12 +388,11 @@ class Connection:
             elif proto == 2:
                 self._fill(slot, frame)
             else:
-                self._fill(slot, self.server.to_resp3(spec, args, frame))
-            self._writer_wakeup.set()
+                self._fill(slot, encode_resp3_frame(spec, args, frame))
 
         json = codec.json_args(args)
         kind = PIPE if json is not None else SINGLE
-        self.server.dispatcher.submit(self.queue, Pending(kind, args, json, spec, deliver))
+        self.server.dispatcher.submit(self.queue, Pending(kind, args, json, spec, deliver, size))
 
     def _transaction(self, action: Transaction) -> None:
         slot = Slot()
@@ -415,7 +413,6 @@ class Connection:
                 for q in remote:
                     blocking.notify_write(q.spec, q.args)
             self._fill(slot, b"" if silent else self._merge_exec(queued, frame, proto))
-            self._writer_wakeup.set()
 
         json_cmds = [codec.json_args(q.args) for q in remote]
         scripted = bool(action.watches) or any(j is None for j in json_cmds)
@@ -457,7 +454,7 @@ class Connection:
                 parts.append(q.local)
                 continue
             item = next(it)
-            parts.append(item if proto == 2 else self.server.to_resp3(q.spec, q.args, item))
+            parts.append(item if proto == 2 else encode_resp3_frame(q.spec, q.args, item))
         return b"*%d\r\n" % len(parts) + b"".join(parts)
 
     # -- writing ---------------------------------------------------------------------------

@@ -52,13 +52,16 @@ class Pending:
         json: list[str] | list[list[str]] | None,
         spec: CommandSpec | None,
         deliver: Callable[[bytes], None],
+        payload_bytes: int | None = None,
     ) -> None:
         self.kind = kind
         self.args = args
         self.json = json
         self.spec = spec
         self.deliver = deliver
-        self.size = sum(len(a) for a in args) + _ARG_OVERHEAD * len(args)
+        if payload_bytes is None:
+            payload_bytes = sum(map(len, args))
+        self.size = payload_bytes + _ARG_OVERHEAD * len(args)
         self.readonly = spec is not None and "readonly" in spec.flags and kind != MULTI
         #: Called just before sending, to fill in what is only known then (WATCH fingerprints).
         self.prepare: Callable[[], None] | None = None
