@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 
-import pytest
 import redis
 
 from tests.e2e.conftest import BridgeProcess
@@ -73,7 +71,6 @@ def test_batching_cuts_http_requests(bridge_factory, devserver_factory, redis_se
     assert stats["http_requests"] * 4 <= commands, stats
 
 
-@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli not installed")
 def test_redis_cli_pipe_mass_insert(bridge: BridgeProcess, r: redis.Redis) -> None:
     n = 20000
     payload = "".join(f"SET mass:{i} {i}\r\n" for i in range(n)).encode()
@@ -89,7 +86,6 @@ def test_redis_cli_pipe_mass_insert(bridge: BridgeProcess, r: redis.Redis) -> No
     assert r.dbsize() == n
 
 
-@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli not installed")
 def test_redis_cli_commands(bridge: BridgeProcess, r: redis.Redis) -> None:
     def cli(*args: str) -> str:
         out = subprocess.run(
@@ -104,7 +100,6 @@ def test_redis_cli_commands(bridge: BridgeProcess, r: redis.Redis) -> None:
     assert "ERR" in cli("SELECT", "3")
 
 
-@pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="redis-benchmark not installed")
 def test_redis_benchmark_completes_without_errors(bridge: BridgeProcess, r: redis.Redis) -> None:
     out = subprocess.run(
         [
