@@ -493,6 +493,9 @@ class Connection:
                     rest = data[sent:]
                     slots.appendleft(Slot(rest))
                     self.unsent_bytes += len(rest)
+                    # The socket is full: until the writer has sent the backlog, more direct
+                    # attempts would only re-join and copy it for every new reply.
+                    self._writer_busy = True
                 self.server.stats.bytes_out += sent
             if len(slots) < self.pending_limit:
                 self._room.set()
@@ -519,13 +522,13 @@ class Connection:
                     break
             if out:
                 data = b"".join(out)
-                if data:
-                    self._writer_busy = True
-                    try:
+                self._writer_busy = True
+                try:
+                    if data:
                         await self._send(data)
-                    finally:
-                        self._writer_busy = False
-                    stats.bytes_out += len(data)
+                        stats.bytes_out += len(data)
+                finally:
+                    self._writer_busy = False
                 if len(slots) < self.pending_limit:
                     self._room.set()
             if close:
