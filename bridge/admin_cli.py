@@ -5,7 +5,7 @@
   `--json`, JSON for scripts. When no bridge listens it says so and exits 2.
 - `db` / `team` call the management APIs directly from this process, with the same
   configuration sources as `serve` (flags > env > config file), through the same operation
-  table as the admin socket's `DB` / `TEAM` (`bridge.upstream.management`).
+  table as the admin socket's `DB` / `TEAM` (`bridge.upstream.management_ops`).
 
 Exit codes: 0 success, 1 the command failed (the error is printed on stderr), 2 usage error or
 no bridge on the admin socket. Secrets are never printed, except database credentials with an
@@ -358,10 +358,10 @@ def run_management_cli(
 ) -> None:
     import trio
 
-    from bridge.upstream import management
+    from bridge.upstream import management_ops
 
     if not words or words[0].upper() == "HELP":
-        click.echo("\n".join(management.help_lines(group)))
+        click.echo("\n".join(management_ops.help_lines(group)))
         return
     full = [group, *([provider] if provider else []), *words]
     # Warnings of the management layer (--insecure) go to this command's stderr.
@@ -372,13 +372,13 @@ def run_management_cli(
     logger.addHandler(handler)
     try:
         result = trio.run(
-            lambda: management.run_management(
+            lambda: management_ops.run_management(
                 config, full, confirmed=yes, show_secrets=show_secrets
             )
         )
-    except management.ManagementUsageError as exc:
+    except management_ops.ManagementUsageError as exc:
         _fail(str(exc), 2)
-    except management.ManagementError as exc:
+    except management_ops.ManagementError as exc:
         _fail(str(exc), 1)
     finally:
         logger.removeHandler(handler)
@@ -386,7 +386,7 @@ def run_management_cli(
 
 
 def _management_command(group: str) -> click.Command:
-    from bridge.upstream.management import help_lines
+    from bridge.upstream.management_ops import help_lines
 
     lines = "\n  ".join(help_lines(group))
     doc = (

@@ -84,7 +84,7 @@ def serve(config_file: str | None, **options: Any) -> None:
     """
     import trio
 
-    from bridge.server.app import serve_forever
+    from bridge.server.runner import serve_forever
 
     cli_values = {k: v for k, v in options.items() if k in FIELDS}
     try:
@@ -184,7 +184,7 @@ def commands_cmd(markdown: bool) -> None:
 
 def _register() -> None:
     from bridge.admin_cli import admin, db, team
-    from bridge.devserver.cli import devserver
+    from bridge.devserver.command_line import devserver
 
     main.add_command(devserver)
     for command in (admin, db, team):

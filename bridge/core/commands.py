@@ -157,8 +157,8 @@ _REFUSED: Mapping[str, str] = {
 
 # --- RESP3 reply shapes --------------------------------------------------------------------------
 # Shape ids for resp3.py, derived from Valkey's reply_schema and checked against redis-server 7.0
-# in RESP3 (tests/unit/test_resp3.py). Commands not listed reply the same as in RESP2 (with `_`
-# for nulls); tests/unit/test_commands.py fails when a command whose reply_schema has maps,
+# in RESP3 (tests/core/test_resp3.py). Commands not listed reply the same as in RESP2 (with `_`
+# for nulls); tests/core/test_commands.py fails when a command whose reply_schema has maps,
 # doubles or unique items is neither listed here nor in RESP3_SAME_AS_RESP2.
 
 RESP3_SHAPES: Mapping[str, str] = {

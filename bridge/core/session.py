@@ -16,7 +16,7 @@ from typing import Protocol
 
 from bridge import errors
 from bridge.core import commands, local
-from bridge.core.blocking import (
+from bridge.core.blocking_plans import (
     BlockingSyntaxError,
     BlockPlan,
     plan_blocking,
@@ -107,7 +107,7 @@ class Transaction:
 
 
 class Block:
-    """A blocking command, emulated by polling (see bridge/core/blocking.py)."""
+    """A blocking command, emulated by polling (see bridge/core/blocking_plans.py)."""
 
     __slots__ = ("args", "plan", "silent", "spec")
 

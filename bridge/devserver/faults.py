@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import trio
 
-from bridge.devserver.http import Response, StreamingResponse
+from bridge.devserver.http_server import Response, StreamingResponse
 
 #: Default seconds a stalled response is held: above the bridge's 3 s upstream timeout, below
 #: the devserver's own 30 s response deadline.

@@ -3,7 +3,7 @@
 Owns the admin connections and commands; the socket file's safety checks live in
 `admin_socket`, the reply values and their encoding in `admin_replies`. Commands: HELP,
 STATS, CLIENTS, KILL, UPSTREAM [PROBE], PAUSE, RESUME, RELOAD, SHUTDOWN, METRICS, CONFIG and
-the database management groups DB / TEAM (run through `bridge.upstream.management`). Replies
+the database management groups DB / TEAM (run through `bridge.upstream.management_ops`). Replies
 are encoded as RESP2 (maps as flat arrays, so `redis-cli -s PATH STATS` reads well) or, after
 `HELLO 3`, RESP3 (maps stay maps: `resp-bridge admin` uses that to print tables and JSON).
 
@@ -53,11 +53,11 @@ from bridge.server.admin_socket import (
     peer_uid,
     resolve_admin_socket,
 )
-from bridge.upstream import management
+from bridge.upstream import management_ops
 
 if TYPE_CHECKING:
-    from bridge.server.app import BridgeServer
     from bridge.server.lifecycle import Lifecycle
+    from bridge.server.runner import BridgeServer
 
 log = logging.getLogger("bridge.admin")
 
@@ -311,7 +311,7 @@ class AdminServer:
                     value = await command.handler(words, peer)
             except AdminError as exc:
                 value = ErrorReply(str(exc).encode())
-            except management.ManagementError as exc:
+            except management_ops.ManagementError as exc:
                 value = ErrorReply(f"ERR {exc}".encode())
             except trio.TooSlowError:
                 value = ErrorReply(f"ERR {name} did not finish within {limit:g} s".encode())
@@ -376,7 +376,7 @@ class AdminServer:
     async def _help(self, words: list[str], peer: _Peer) -> Any:
         lines = [f"{c.usage}  -- {c.summary}" for c in self.commands.values()]
         lines += ["", "Database management (DB/TEAM; destructive ones end with CONFIRM):"]
-        lines += management.help_lines() + DB_USE_HELP
+        lines += management_ops.help_lines() + DB_USE_HELP
         return lines
 
     async def _stats(self, words: list[str], peer: _Peer) -> Any:
@@ -540,20 +540,20 @@ class AdminServer:
 
     async def _management(self, group: str, words: list[str]) -> Any:
         if not words or words[-1].upper() == "HELP":
-            return management.help_lines(group) + (DB_USE_HELP if group == "DB" else [])
-        rest = words[1:] if words[0].lower() in management.PROVIDERS else words
+            return management_ops.help_lines(group) + (DB_USE_HELP if group == "DB" else [])
+        rest = words[1:] if words[0].lower() in management_ops.PROVIDERS else words
         if group == "DB" and rest and rest[0].upper() == "USE":
             return await self._use(words)
         config = self.server.config
         full = [group, *words]
-        request = management.parse_command(
-            full, default_provider=management.default_provider(config)
+        request = management_ops.parse_command(
+            full, default_provider=management_ops.default_provider(config)
         )
-        result = await management.run_management(config, full, show_secrets=True)
+        result = await management_ops.run_management(config, full, show_secrets=True)
         switched = None
-        if request.op.name == "RESET-PASSWORD" and request.provider == management.UPSTASH:
+        if request.op.name == "RESET-PASSWORD" and request.provider == management_ops.UPSTASH:
             switched = self._follow_new_token(result)
-        result = management.redact_secrets(result)
+        result = management_ops.redact_secrets(result)
         if switched is not None and isinstance(result, dict):
             result["bridge"] = switched
         return result
@@ -562,18 +562,18 @@ class AdminServer:
         """DB USE <id>: switch to that Upstash database's REST endpoint and token; clients
         stay connected, requests in flight finish on the old database, pub/sub streams
         reconnect to the new one."""
-        provider = management.default_provider(self.server.config)
-        if words[0].lower() in management.PROVIDERS:
+        provider = management_ops.default_provider(self.server.config)
+        if words[0].lower() in management_ops.PROVIDERS:
             provider = words.pop(0).lower()
         if len(words) != 2:
             raise AdminError("ERR usage: DB USE <id>")
-        if provider != management.UPSTASH:
+        if provider != management_ops.UPSTASH:
             raise AdminError(
                 "ERR DB USE needs the Upstash developer API (upstash_email, upstash_api_key): "
                 "Redis Enterprise databases have no REST endpoint"
             )
         database_id = words[1]
-        database = await management.run_management(
+        database = await management_ops.run_management(
             self.server.config, ["DB", "UPSTASH", "INFO", database_id], show_secrets=True
         )
         endpoint = database.get("endpoint") if isinstance(database, dict) else None

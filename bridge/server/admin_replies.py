@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.core.resp import ErrorReply, Status, encode_error
-from bridge.server.stats import LATENCY_BUCKETS_MS
-from bridge.upstream import management
+from bridge.server.counters import LATENCY_BUCKETS_MS
+from bridge.upstream import management_ops
 from bridge.upstream.rest import redact_url
 
 if TYPE_CHECKING:
-    from bridge.server.app import BridgeServer
     from bridge.server.connection import Connection
+    from bridge.server.runner import BridgeServer
 
 #: RESP integers are signed 64-bit; APIs send bigger ones (Upstash: db_request_limit = 2**63).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -94,12 +94,12 @@ def scrub_value(value: Any, secrets: list[str]) -> Any:
         return value
     if isinstance(value, Status | ErrorReply):
         text = bytes(value).decode("utf-8", "replace")
-        return type(value)(management.scrub(text, secrets).encode())
+        return type(value)(management_ops.scrub(text, secrets).encode())
     if isinstance(value, str):
-        return management.scrub(value, secrets)
+        return management_ops.scrub(value, secrets)
     if isinstance(value, bytes):
         text = value.decode("utf-8", "replace")
-        return management.scrub(text, secrets) if any(s in text for s in secrets) else value
+        return management_ops.scrub(text, secrets) if any(s in text for s in secrets) else value
     if isinstance(value, dict):
         return {scrub_value(k, secrets): scrub_value(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -279,7 +279,7 @@ def config_reply(server: BridgeServer, socket_path: str, names: list[str]) -> di
         values["url"] = redact_url(values["url"])
     for key in ("upstash_api_url", "enterprise_url"):
         if values.get(key):
-            values[key] = management.display_url(values[key])
+            values[key] = management_ops.display_url(values[key])
     if names:
         unknown = [n for n in names if n.lower() not in values]
         if unknown:

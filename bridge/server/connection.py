@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from bridge.core import codec
-from bridge.core.blocking import exec_script_command, exec_script_reply
+from bridge.core import rest_codec
+from bridge.core.blocking_plans import exec_script_command, exec_script_reply
 from bridge.core.parser import ProtocolError, RequestParser
 from bridge.core.resp import encode_error, frame_end
 from bridge.core.resp3 import encode_resp3_frame
@@ -35,7 +35,7 @@ from bridge.core.session import (
 from bridge.server.dispatcher import MULTI, PIPE, SINGLE, ClientQueue, Pending
 
 if TYPE_CHECKING:
-    from bridge.server.app import BridgeServer
+    from bridge.server.runner import BridgeServer
 
 log = logging.getLogger("bridge.connection")
 
@@ -390,7 +390,7 @@ class Connection:
             else:
                 self._fill(slot, encode_resp3_frame(spec, args, frame))
 
-        json = codec.json_args(args)
+        json = rest_codec.json_args(args)
         kind = PIPE if json is not None else SINGLE
         self.server.dispatcher.submit(self.queue, Pending(kind, args, json, spec, deliver, size))
 
@@ -414,7 +414,7 @@ class Connection:
                     blocking.notify_write(q.spec, q.args)
             self._fill(slot, b"" if silent else self._merge_exec(queued, frame, proto))
 
-        json_cmds = [codec.json_args(q.args) for q in remote]
+        json_cmds = [rest_codec.json_args(q.args) for q in remote]
         scripted = bool(action.watches) or any(j is None for j in json_cmds)
         if not scripted:
             pending = Pending(MULTI, [b"EXEC"], json_cmds, None, deliver)  # type: ignore[arg-type]
@@ -424,14 +424,14 @@ class Connection:
         # that checks the watched keys' fingerprints and runs the commands atomically. The
         # fingerprints are read when the request is sent, after WATCH's reply has arrived.
         binary = any(j is None for j in json_cmds) or any(
-            codec.json_args(g.keys) is None for g in action.watches
+            rest_codec.json_args(g.keys) is None for g in action.watches
         )
         pending = Pending(SINGLE if binary else PIPE, [b"EVAL"], None, None, deliver)
 
         def prepare() -> None:
             args = list(exec_script_command(action.watched(), [q.args for q in remote]))
             pending.args = args
-            pending.json = None if binary else codec.json_args(args)
+            pending.json = None if binary else rest_codec.json_args(args)
 
         pending.prepare = prepare
         self.server.dispatcher.submit(self.queue, pending)

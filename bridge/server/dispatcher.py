@@ -26,7 +26,7 @@ from bridge.core.commands import CommandSpec
 from bridge.core.resp import encode_error
 from bridge.errors import UpstreamError, UpstreamUnavailable, upstream_error_reply
 from bridge.server.breaker import CircuitBreaker
-from bridge.server.stats import Stats
+from bridge.server.counters import Stats
 from bridge.upstream.rest import RestClient
 
 log = logging.getLogger("bridge.dispatcher")

@@ -23,8 +23,8 @@ log = logging.getLogger("bridge.embedded")
 async def start_embedded(
     config: BridgeConfig, nursery: trio.Nursery
 ) -> AsyncIterator[tuple[str, str]]:
-    from bridge.devserver.app import DevServerConfig, run_devserver
     from bridge.devserver.redis_process import RedisServerProcess
+    from bridge.devserver.rest_server import DevServerConfig, run_devserver
 
     redis = RedisServerProcess(executable=config.redis_server)
     await trio.to_thread.run_sync(redis.start)

@@ -38,8 +38,8 @@ from bridge.errors import ConfigError
 from bridge.server.systemd import InheritedSocket, Notifier, listen_fds, watchdog_interval_s
 
 if TYPE_CHECKING:
-    from bridge.server.app import BridgeServer
     from bridge.server.connection import Connection
+    from bridge.server.runner import BridgeServer
 
 log = logging.getLogger("bridge.lifecycle")
 

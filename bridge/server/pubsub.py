@@ -52,7 +52,7 @@ from bridge.errors import (
     upstream_error_reply,
 )
 from bridge.upstream.rest import RestClient
-from bridge.upstream.sse import SseClient
+from bridge.upstream.sse_client import SseClient
 
 log = logging.getLogger("bridge.pubsub")
 
@@ -116,7 +116,7 @@ class _Stream:
 
 
 class PubSubHub:
-    """Implements `PubSubHubLike` (bridge.server.app) over shared SSE streams."""
+    """Implements `PubSubHubLike` (bridge.server.runner) over shared SSE streams."""
 
     def __init__(
         self,

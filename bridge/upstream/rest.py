@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from bridge import __version__
-from bridge.core import codec
+from bridge.core import rest_codec
 from bridge.errors import (
     UpstreamAuthError,
     UpstreamError,
@@ -157,7 +157,7 @@ class RestClient:
 
     async def pipeline(self, commands: Sequence[Sequence[str]]) -> list[bytes]:
         """Run commands with POST /pipeline; one RESP2 frame per command, in order."""
-        body = codec.pipeline_body(commands)
+        body = rest_codec.pipeline_body(commands)
         response = await self._post("/pipeline", body, resp2=self.resp2)
         n = len(commands)
         refused = self._refused(response)
@@ -166,43 +166,43 @@ class RestClient:
         self._check_status(response)
         with _map_codec_errors():
             if self.resp2 and _is_octet_stream(response):
-                return codec.resp2_pipeline_frames(response.content, n)
-            return codec.json_pipeline_frames(response.content, n)
+                return rest_codec.resp2_pipeline_frames(response.content, n)
+            return rest_codec.json_pipeline_frames(response.content, n)
 
     async def single(self, args: Sequence[bytes]) -> bytes:
         """Run one command in the path form (for binary arguments); its RESP2 frame."""
-        path, body = codec.path_form(args)
+        path, body = rest_codec.path_form(args)
         response = await self._post(path, body, resp2=self.resp2)
         if response.status_code == 400:
-            text = codec.error_text_of(response.content)
+            text = rest_codec.error_text_of(response.content)
             if text is not None:
-                return codec.item_to_frame({"error": text})
+                return rest_codec.item_to_frame({"error": text})
         refused = self._refused(response)
         if refused is not None:
             return refused
         self._check_status(response)
         with _map_codec_errors():
             if self.resp2 and _is_octet_stream(response):
-                return codec.resp2_pipeline_frames(response.content, 1)[0]
-            return codec.json_pipeline_frames(b"[" + response.content + b"]", 1)[0]
+                return rest_codec.resp2_pipeline_frames(response.content, 1)[0]
+            return rest_codec.json_pipeline_frames(b"[" + response.content + b"]", 1)[0]
 
     async def multi_exec(self, commands: Sequence[Sequence[str]]) -> bytes:
         """Run commands atomically with POST /multi-exec; the EXEC reply frame."""
-        body = codec.pipeline_body(commands)
+        body = rest_codec.pipeline_body(commands)
         response = await self._post("/multi-exec", body, resp2=False)
         if response.status_code in _REFUSED_STATUSES:
-            text = codec.error_text_of(response.content)
+            text = rest_codec.error_text_of(response.content)
             if text is not None:
-                return codec.item_to_frame({"error": text})
+                return rest_codec.item_to_frame({"error": text})
         self._check_status(response)
         with _map_codec_errors():
-            return codec.multi_exec_frame(response.content, len(commands))
+            return rest_codec.multi_exec_frame(response.content, len(commands))
 
     def _refused(self, response: httpx.Response) -> bytes | None:
         if response.status_code in _REFUSED_STATUSES:
-            text = codec.error_text_of(response.content)
+            text = rest_codec.error_text_of(response.content)
             if text is not None:
-                return codec.item_to_frame({"error": text})
+                return rest_codec.item_to_frame({"error": text})
         return None
 
     @staticmethod
@@ -210,7 +210,7 @@ class RestClient:
         status = response.status_code
         if 200 <= status < 300:
             return
-        text = codec.error_text_of(response.content) or response.reason_phrase
+        text = rest_codec.error_text_of(response.content) or response.reason_phrase
         # A 4xx means the server looked at the request and refused it: nothing ran.
         raise UpstreamHTTPError(status, text[:200], executed=status >= 500)
 
@@ -218,7 +218,7 @@ class RestClient:
         """Check reachability and the token, detect resp2 support and the server version."""
         try:
             response = await self._post(
-                "/pipeline", codec.pipeline_body([["PING"], ["INFO", "server"]]), resp2=True
+                "/pipeline", rest_codec.pipeline_body([["PING"], ["INFO", "server"]]), resp2=True
             )
         except UpstreamAuthError:
             raise
@@ -229,8 +229,8 @@ class RestClient:
         version = None
         if _is_octet_stream(response):
             try:
-                frames = codec.resp2_pipeline_frames(response.content, 2)
-            except codec.CodecError as exc:
+                frames = rest_codec.resp2_pipeline_frames(response.content, 2)
+            except rest_codec.CodecError as exc:
                 return ProbeResult(True, False, None, f"resp2 probe body unusable: {exc}")
             resp2 = frames[0] == b"+PONG\r\n"
             version = _redis_version(frames[1])
@@ -268,7 +268,7 @@ def _map_transport_errors() -> Iterator[None]:
 def _map_codec_errors() -> Iterator[None]:
     try:
         yield
-    except codec.CodecError as exc:
+    except rest_codec.CodecError as exc:
         raise UpstreamProtocolError(f"invalid response: {exc}") from exc
 
 

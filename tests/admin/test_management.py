@@ -1,4 +1,4 @@
-"""Database management against the emulation of both APIs (bridge/devserver/management.py).
+"""Database management against the emulation of both APIs (devserver/management_emulation.py).
 
 Each Upstash developer API operation goes through `run_management` (the code behind the admin
 socket's DB/TEAM and `resp-bridge db|team`), and the emulation records the request it got:
@@ -27,8 +27,8 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.config import BridgeConfig
-from bridge.devserver.management import EmulatorInfo, ManagementEmulator, serve_management
-from bridge.upstream.management import (
+from bridge.devserver.management_emulation import EmulatorInfo, ManagementEmulator, serve_management
+from bridge.upstream.management_ops import (
     MASK,
     ManagementError,
     ManagementUsageError,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.core import codec
+from bridge.core import rest_codec
 from bridge.core.resp import (
     ErrorReply,
     FrameReader,
@@ -75,7 +75,7 @@ def test_json_pipeline_items_to_frames() -> None:
             {"error": "max daily request limit exceeded"},
         ]
     )
-    frames = codec.json_pipeline_frames(body, 7)
+    frames = rest_codec.json_pipeline_frames(body, 7)
     assert frames[0] == b"+OK\r\n"
     assert frames[1] == b"$5\r\n\x00\xffbin\r\n"
     assert frames[2] == b":42\r\n"
@@ -96,20 +96,20 @@ def test_json_pipeline_items_to_frames() -> None:
     ],
 )
 def test_garbage_bodies_raise_codec_error(body: bytes) -> None:
-    with pytest.raises(codec.CodecError):
-        codec.json_pipeline_frames(body, 2)
+    with pytest.raises(rest_codec.CodecError):
+        rest_codec.json_pipeline_frames(body, 2)
 
 
 def test_multi_exec_frame() -> None:
     body = orjson.dumps([{"result": "OK"}, {"error": "ERR x"}, {"result": 3}])
-    assert codec.multi_exec_frame(body, 3) == b"*3\r\n+OK\r\n-ERR x\r\n:3\r\n"
+    assert rest_codec.multi_exec_frame(body, 3) == b"*3\r\n+OK\r\n-ERR x\r\n:3\r\n"
     abort = orjson.dumps({"error": "EXECABORT Transaction discarded because of previous errors."})
-    assert codec.multi_exec_frame(abort, 3).startswith(b"-EXECABORT")
+    assert rest_codec.multi_exec_frame(abort, 3).startswith(b"-EXECABORT")
 
 
 def test_path_form_and_json_args() -> None:
-    assert codec.json_args([b"SET", b"k", b"v"]) == ["SET", "k", "v"]
-    assert codec.json_args([b"SET", b"\xff", b"v"]) is None
-    path, body = codec.path_form([b"SET", b"a/b \xff", b"\x00value"])
+    assert rest_codec.json_args([b"SET", b"k", b"v"]) == ["SET", "k", "v"]
+    assert rest_codec.json_args([b"SET", b"\xff", b"v"]) is None
+    path, body = rest_codec.path_form([b"SET", b"a/b \xff", b"\x00value"])
     assert path == "/SET/a%2Fb%20%FF"
     assert body == b"\x00value"

@@ -9,7 +9,7 @@ import sys
 def test_core_imports_no_io_libraries() -> None:
     code = (
         "import sys\n"
-        "import bridge.core.parser, bridge.core.session, bridge.core.codec, bridge.core.resp\n"
+        "import bridge.core.parser, bridge.core.session, bridge.core.rest_codec, bridge.core.resp\n"
         "import bridge.core.commands, bridge.core.local\n"
         "bad = [m for m in ('trio', 'httpx', 'socket', 'anyio', 'httpcore') if m in sys.modules]\n"
         "print(','.join(bad))\n"

@@ -13,7 +13,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from bridge.devserver.cli import devserver as devserver_command
+from bridge.devserver.command_line import devserver as devserver_command
 from tests.conftest import DevServerHandle
 from tests.conftest import devserver_command as command_line
 

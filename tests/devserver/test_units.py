@@ -14,7 +14,7 @@ from bridge.core.resp import (
     encode_resp2,
     split_frames,
 )
-from bridge.devserver import codec, policy
+from bridge.devserver import policy, rest_encoding
 from bridge.devserver.redis_conn import RedisAddress, redact_url
 
 _leaf = st.one_of(
@@ -67,15 +67,15 @@ def test_scanner_is_linear_on_a_huge_array_fed_in_small_pieces() -> None:
 
 
 def test_path_segments_and_query() -> None:
-    assert codec.path_segments(b"/set/a%2Fb/%FF+x/") == [b"set", b"a/b", b"\xff+x", b""]
-    pairs = codec.query_pairs(b"EX=100&NX&_token=t%2B&k=")
+    assert rest_encoding.path_segments(b"/set/a%2Fb/%FF+x/") == [b"set", b"a/b", b"\xff+x", b""]
+    pairs = rest_encoding.query_pairs(b"EX=100&NX&_token=t%2B&k=")
     assert pairs == [(b"EX", b"100"), (b"NX", None), (b"_token", b"t+"), (b"k", b"")]
-    assert codec.query_args(pairs) == [b"EX", b"100", b"NX", b"k", b""]
-    assert codec.query_token(pairs) == b"t+"
+    assert rest_encoding.query_args(pairs) == [b"EX", b"100", b"NX", b"k", b""]
+    assert rest_encoding.query_token(pairs) == b"t+"
 
 
 def test_json_arguments() -> None:
-    assert codec.parse_json_command(b'["SET","k",1.0,true,false,-0,1E3]') == [
+    assert rest_encoding.parse_json_command(b'["SET","k",1.0,true,false,-0,1E3]') == [
         b"SET",
         b"k",
         b"1.0",
@@ -84,23 +84,26 @@ def test_json_arguments() -> None:
         b"-0",
         b"1E3",
     ]
-    with pytest.raises(codec.BadRequest, match="command name"):
-        codec.parse_json_command(b'[true, "x"]')
-    with pytest.raises(codec.BadRequest, match="command name"):
-        codec.parse_json_command(b"[1]")
+    with pytest.raises(rest_encoding.BadRequest, match="command name"):
+        rest_encoding.parse_json_command(b'[true, "x"]')
+    with pytest.raises(rest_encoding.BadRequest, match="command name"):
+        rest_encoding.parse_json_command(b"[1]")
 
 
 def test_reply_to_json() -> None:
-    assert codec.reply_to_json(b"+OK\r\n", b64=True) == "OK"
-    assert codec.reply_to_json(b"+PONG\r\n", b64=True) == "UE9ORw=="
-    assert codec.reply_to_json(b"$2\r\nOK\r\n", b64=True) == "T0s="
-    assert codec.reply_to_json(b"$-1\r\n", b64=True) is None
-    assert codec.reply_to_json(b"*-1\r\n", b64=False) is None
-    assert codec.reply_to_json(b":-5\r\n", b64=True) == -5
-    assert codec.reply_to_json(b"*2\r\n+OK\r\n$1\r\n\xff\r\n", b64=False) == ["OK", "\ufffd"]
-    assert codec.reply_to_json(b"*2\r\n+OK\r\n:1\r\n", b64=True) == ["T0s=", 1]
-    assert codec.item_json(b"-ERR x\r\n", b64=True) == {"error": "ERR x"}
-    assert codec.array_items(b"*2\r\n+OK\r\n-ERR no\r\n") == [b"+OK\r\n", b"-ERR no\r\n"]
+    assert rest_encoding.reply_to_json(b"+OK\r\n", b64=True) == "OK"
+    assert rest_encoding.reply_to_json(b"+PONG\r\n", b64=True) == "UE9ORw=="
+    assert rest_encoding.reply_to_json(b"$2\r\nOK\r\n", b64=True) == "T0s="
+    assert rest_encoding.reply_to_json(b"$-1\r\n", b64=True) is None
+    assert rest_encoding.reply_to_json(b"*-1\r\n", b64=False) is None
+    assert rest_encoding.reply_to_json(b":-5\r\n", b64=True) == -5
+    assert rest_encoding.reply_to_json(b"*2\r\n+OK\r\n$1\r\n\xff\r\n", b64=False) == [
+        "OK",
+        "\ufffd",
+    ]
+    assert rest_encoding.reply_to_json(b"*2\r\n+OK\r\n:1\r\n", b64=True) == ["T0s=", 1]
+    assert rest_encoding.item_json(b"-ERR x\r\n", b64=True) == {"error": "ERR x"}
+    assert rest_encoding.array_items(b"*2\r\n+OK\r\n-ERR no\r\n") == [b"+OK\r\n", b"-ERR no\r\n"]
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from bridge.core import commands
+from bridge.server.counters import Stats
 from bridge.server.dispatcher import PIPE, ClientQueue, Dispatcher, DispatchLimits, Pending
-from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
 
 TOKEN = "secret-token-value"

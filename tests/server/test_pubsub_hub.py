@@ -1,4 +1,4 @@
-"""Unit tests of the SSE client (bridge/upstream/sse.py) and the pub/sub hub (pubsub.py).
+"""Unit tests of the SSE client (bridge/upstream/sse_client.py) and the pub/sub hub (pubsub.py).
 
 The upstream is faked at the transport seam (`httpx.MockTransport`): each SSE request gets a
 `FakeSse` body that the test feeds, ends or breaks. Subscribers are plain recorders.
@@ -29,7 +29,7 @@ from bridge.errors import (
 )
 from bridge.server.pubsub import GlobPattern, PubSubHub, split_pmessage
 from bridge.upstream.rest import RestClient
-from bridge.upstream.sse import SseClient, SseParser, credentials, stream_path
+from bridge.upstream.sse_client import SseClient, SseParser, credentials, stream_path
 
 #: Upper bound for anything a test waits for (a failure, not a timing assertion).
 WAIT_S = 5.0

@@ -11,7 +11,7 @@ Every request is recorded (method, path, query, body, user; never the password) 
 assert on, and `fail_next(status, text)` makes the next request fail as the real API would.
 
 Served by `serve_management` on its own listener (HTTP or HTTPS with a given SSL context),
-with the devserver's HTTP/1.1 layer (`bridge.devserver.http`). Not a full model: no billing,
+with the devserver's HTTP/1.1 layer (`bridge.devserver.http_server`). Not a full model: no billing,
 no real regions. Alone, Upstash databases hold no data; given a `backend` (the devserver's
 `DevServerApp`, see `resp-bridge devserver --management-port`), each created database is a
 real one: its own Redis logical database, emptied on creation and deletion, served by the
@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 import trio
 
-from bridge.devserver.http import HttpServer, Request, RequestTooLarge, Response
+from bridge.devserver.http_server import HttpServer, Request, RequestTooLarge, Response
 
 #: Largest request body the emulation reads (the APIs take small JSON objects).
 MAX_BODY_BYTES = 1024 * 1024

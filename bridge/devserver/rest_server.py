@@ -29,17 +29,17 @@ import orjson
 import trio
 
 from bridge.core.resp import encode_error
-from bridge.devserver import codec, policy, sse
+from bridge.devserver import policy, rest_encoding, sse_endpoints
 from bridge.devserver.faults import FaultInjector, Faults
-from bridge.devserver.http import (
+from bridge.devserver.http_server import (
     HttpServer,
     Request,
     RequestTooLarge,
     Response,
     StreamingResponse,
 )
-from bridge.devserver.management import MAX_BODY_BYTES as MANAGEMENT_MAX_BODY_BYTES
-from bridge.devserver.management import ManagementEmulator
+from bridge.devserver.management_emulation import MAX_BODY_BYTES as MANAGEMENT_MAX_BODY_BYTES
+from bridge.devserver.management_emulation import ManagementEmulator
 from bridge.devserver.redis_conn import (
     DEFAULT_POOL_SIZE,
     REDIS_REPLY_TIMEOUT_S,
@@ -49,7 +49,7 @@ from bridge.devserver.redis_conn import (
     RedisUnavailable,
 )
 from bridge.devserver.redis_process import RedisServerProcess
-from bridge.devserver.stats import Stats
+from bridge.devserver.request_counters import Stats
 
 log = logging.getLogger("bridge.devserver")
 
@@ -113,11 +113,11 @@ class DevServerConfig:
     #: Added before every response (emulates a WAN round trip).
     latency_ms: float = 0.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    sse_heartbeat_s: float = sse.DEFAULT_HEARTBEAT_S
+    sse_heartbeat_s: float = sse_endpoints.DEFAULT_HEARTBEAT_S
     redis_pool_size: int = DEFAULT_POOL_SIZE
-    max_sse_streams: int = sse.DEFAULT_MAX_SSE_STREAMS
+    max_sse_streams: int = sse_endpoints.DEFAULT_MAX_SSE_STREAMS
     faults: Faults = field(default_factory=Faults)
-    #: Also serve the management APIs' emulation (`bridge.devserver.management`) on this
+    #: Also serve the management APIs' emulation (`bridge.devserver.management_emulation`) on this
     #: port (0: a free one), its Upstash databases backed by this devserver; None: off.
     management_port: int | None = None
     management_email: str = "dev@example.com"
@@ -228,9 +228,10 @@ class DevServerApp:
         args = [b"ACL", b"SETUSER", READONLY_USER.encode(), *(r.encode() for r in rules)]
         async with self._full.connection() as conn:
             (frame,) = await conn.execute(_encode(args), 1)
-        if codec.is_error_frame(frame):
+        if rest_encoding.is_error_frame(frame):
             raise RedisUnavailable(
-                f"ERR devserver: cannot create the read-only ACL user: {codec.error_text(frame)}"
+                "ERR devserver: cannot create the read-only ACL user: "
+                + rest_encoding.error_text(frame)
             )
 
     async def _repair_readonly_user(self, exc: HandshakeError) -> None:
@@ -296,9 +297,9 @@ class DevServerApp:
         """Empty the Redis logical database of an emulated one (it starts empty)."""
         async with self._tenants[index][2].pool.connection() as conn:
             (frame,) = await conn.execute(_encode([b"FLUSHDB"]), 1)
-        if codec.is_error_frame(frame):
+        if rest_encoding.is_error_frame(frame):
             raise RedisUnavailable(
-                f"ERR devserver: cannot flush database {index}: {codec.error_text(frame)}"
+                f"ERR devserver: cannot flush database {index}: {rest_encoding.error_text(frame)}"
             )
 
     def count_connection(self, delta: int) -> None:
@@ -324,7 +325,7 @@ class DevServerApp:
         injected = self.faults.before() if faulty else None
         try:
             response = injected if injected is not None else await self._dispatch(req)
-        except codec.BadRequest as exc:
+        except rest_encoding.BadRequest as exc:
             response = json_error(exc.status, str(exc))
         except RedisUnavailable as exc:
             response = json_error(503, str(exc))
@@ -366,7 +367,7 @@ class DevServerApp:
                 return None
             token = given.strip()
         else:
-            token = codec.query_token(pairs)
+            token = rest_encoding.query_token(pairs)
             if token is None:
                 return None
         found = None
@@ -384,9 +385,9 @@ class DevServerApp:
             )
             response.headers.append((b"allow", b"GET, HEAD, POST, PUT"))
             return response
-        raw_path, raw_query = codec.split_target(req.target)
-        pairs = codec.query_pairs(raw_query)
-        segments = codec.path_segments(raw_path)
+        raw_path, raw_query = rest_encoding.split_target(req.target)
+        pairs = rest_encoding.query_pairs(raw_query)
+        segments = rest_encoding.path_segments(raw_path)
         role = self._grant(req, pairs)
         if role is None:
             response = Response(401, UNAUTHORIZED_BODY, JSON)
@@ -395,7 +396,7 @@ class DevServerApp:
         first = segments[0].lower()
         if len(segments) == 1 and first in (b"pipeline", b"multi-exec"):
             b64, resp2 = self._formats(req)
-            commands = codec.parse_json_commands(req.body)
+            commands = rest_encoding.parse_json_commands(req.body)
             if first == b"pipeline":
                 return await self._pipeline(commands, role, b64, resp2)
             return await self._multi_exec(commands, role, b64)
@@ -406,9 +407,9 @@ class DevServerApp:
         b64, resp2 = self._formats(req)
         if len(segments) == 1 and not first:
             if req.method in (b"POST", b"PUT") and req.body:
-                args = codec.parse_json_command(req.body)
+                args = rest_encoding.parse_json_command(req.body)
             else:
-                raise codec.BadRequest(
+                raise rest_encoding.BadRequest(
                     "ERR no command: put it in the path (/set/key/value) "
                     'or POST a JSON array to / (for example ["SET","key","value"])'
                 )
@@ -416,7 +417,7 @@ class DevServerApp:
             args = segments
             if req.body and req.method in (b"POST", b"PUT"):
                 args.append(req.body)
-            args.extend(codec.query_args(pairs))
+            args.extend(rest_encoding.query_args(pairs))
         return await self._single(args, role, b64, resp2)
 
     @staticmethod
@@ -425,13 +426,13 @@ class DevServerApp:
         fmt = req.headers.get(b"upstash-response-format", b"json").strip().lower()
         b64 = req.headers.get(b"upstash-encoding", b"").strip().lower() == b"base64"
         if fmt not in (b"json", b"resp2", b""):
-            raise codec.BadRequest(
+            raise rest_encoding.BadRequest(
                 f"ERR invalid Upstash-Response-Format {fmt.decode('ascii', 'replace')!r}: "
                 "use json or resp2"
             )
         resp2 = fmt == b"resp2"
         if resp2 and b64:
-            raise codec.BadRequest(
+            raise rest_encoding.BadRequest(
                 "ERR Upstash-Encoding: base64 cannot be combined with "
                 "Upstash-Response-Format: resp2"
             )
@@ -452,9 +453,9 @@ class DevServerApp:
             (frame,) = await conn.execute(_encode(args), 1, REDIS_REPLY_TIMEOUT_S + block_s)
         if resp2:
             return Response(200, frame, OCTET)  # errors too: 200 with the -ERR frame
-        if codec.is_error_frame(frame):
-            return json_error(400, codec.error_text(frame))
-        return _json(200, {"result": codec.reply_to_json(frame, b64)})
+        if rest_encoding.is_error_frame(frame):
+            return json_error(400, rest_encoding.error_text(frame))
+        return _json(200, {"result": rest_encoding.reply_to_json(frame, b64)})
 
     async def _pipeline(
         self, commands: list[list[bytes]], role: Grant, b64: bool, resp2: bool
@@ -462,7 +463,7 @@ class DevServerApp:
         self.stats.pipelines += 1
         self.stats.commands += len(commands)
         if not commands:
-            raise codec.BadRequest("ERR empty pipeline: send at least one command")
+            raise rest_encoding.BadRequest("ERR empty pipeline: send at least one command")
         refused: dict[int, str] = {}
         payload: list[bytes] = []
         block_s = 0.0
@@ -487,13 +488,13 @@ class DevServerApp:
             ]
         if resp2:
             return Response(200, b"".join(frames), OCTET)
-        return _json(200, [codec.item_json(frame, b64) for frame in frames])
+        return _json(200, [rest_encoding.item_json(frame, b64) for frame in frames])
 
     async def _multi_exec(self, commands: list[list[bytes]], role: Grant, b64: bool) -> Response:
         self.stats.multi_exec += 1
         self.stats.commands += len(commands)
         if not commands:
-            raise codec.BadRequest("ERR empty transaction: send at least one command")
+            raise rest_encoding.BadRequest("ERR empty transaction: send at least one command")
         for i, args in enumerate(commands):
             try:
                 policy.check_command(args)  # blocking commands do not block inside MULTI
@@ -504,21 +505,21 @@ class DevServerApp:
         # never share a connection; a failure closes it (Redis then discards the MULTI).
         async with role.pool.connection() as conn:
             frames = await conn.execute(payload, len(commands) + 2)
-            if codec.is_error_frame(frames[0]):
+            if rest_encoding.is_error_frame(frames[0]):
                 conn.broken = True
-                return json_error(400, codec.error_text(frames[0]))
+                return json_error(400, rest_encoding.error_text(frames[0]))
         exec_frame = frames[-1]
-        if codec.is_error_frame(exec_frame):
-            message = codec.error_text(exec_frame)
+        if rest_encoding.is_error_frame(exec_frame):
+            message = rest_encoding.error_text(exec_frame)
             for i, frame in enumerate(frames[1:-1]):
-                if codec.is_error_frame(frame):
-                    message = f"{message} Command {i}: {codec.error_text(frame)}"
+                if rest_encoding.is_error_frame(frame):
+                    message = f"{message} Command {i}: {rest_encoding.error_text(frame)}"
                     break
             return json_error(400, message)
-        items = codec.array_items(exec_frame)
+        items = rest_encoding.array_items(exec_frame)
         if items is None:
             return json_error(400, f"{EXECABORT} (EXEC returned nil)")
-        return _json(200, [codec.item_json(frame, b64) for frame in items])
+        return _json(200, [rest_encoding.item_json(frame, b64) for frame in items])
 
     # -- SSE and internal endpoints ---------------------------------------------------------
 
@@ -526,13 +527,17 @@ class DevServerApp:
         self, req: Request, kind: str, targets: list[bytes], role: Grant
     ) -> Response | StreamingResponse:
         if b"text/event-stream" not in req.headers.get(b"accept", b"").lower():
-            raise codec.BadRequest(f"ERR /{kind} needs the header Accept: text/event-stream")
+            raise rest_encoding.BadRequest(
+                f"ERR /{kind} needs the header Accept: text/event-stream"
+            )
         if kind == "monitor":
             if targets and targets != [b""]:
-                raise codec.BadRequest("ERR /monitor takes no arguments")
+                raise rest_encoding.BadRequest("ERR /monitor takes no arguments")
             targets = []
         elif not targets or any(not t for t in targets):
-            raise codec.BadRequest(f"ERR /{kind} needs a non-empty {kind} target in the path")
+            raise rest_encoding.BadRequest(
+                f"ERR /{kind} needs a non-empty {kind} target in the path"
+            )
         if self.stats.sse_streams_open >= self.config.max_sse_streams:
             return json_error(
                 503, f"ERR devserver: too many SSE streams open ({self.config.max_sse_streams})"
@@ -540,15 +545,15 @@ class DevServerApp:
         if self._latency_s:
             await trio.sleep(self._latency_s)
         try:
-            stream = await sse.open_stream(
+            stream = await sse_endpoints.open_stream(
                 role.pool,
                 kind,
                 targets,
                 heartbeat_s=self.config.sse_heartbeat_s,
                 stats=self.stats,
-                b64=req.headers.get(sse.BASE64_HEADER, b"").lower() == b"base64",
+                b64=req.headers.get(sse_endpoints.BASE64_HEADER, b"").lower() == b"base64",
             )
-        except sse.SseRefused as exc:
+        except sse_endpoints.SseRefused as exc:
             return json_error(400, str(exc))
         return stream.response()
 

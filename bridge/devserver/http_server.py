@@ -20,7 +20,7 @@ from http import HTTPStatus
 import h11
 import trio
 
-log = logging.getLogger("bridge.devserver.http")
+log = logging.getLogger("bridge.devserver.http_server")
 
 #: Largest request head (request line + headers): path-form commands carry their arguments
 #: percent-encoded in the URL (up to 3 bytes per byte), so this is generous; larger -> 431.

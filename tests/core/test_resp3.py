@@ -44,7 +44,7 @@ from bridge.core.resp3 import (
     shape_resp3,
     to_resp2,
 )
-from tests.unit.test_commands import RawConnection, RealRedis, free_port
+from tests.core.test_commands import RawConnection, RealRedis, free_port
 
 # --- a typed RESP3 parser for comparisons --------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Blocking commands emulated by polling, with local wake-ups (BLPOP, BLMOVE, XREAD BLOCK, ...).
 
-A waiter polls the non-blocking equivalent of its command (see `bridge.core.blocking`) through
+A waiter polls the non-blocking equivalent of its command (see `bridge.core.blocking_plans`) through
 the dispatcher, in its client's order, with an interval that doubles from
 `blocking_poll_min_ms` to `blocking_poll_max_ms`. When any client of this bridge writes to a
 key a waiter watches (LPUSH, ZADD, XADD, ...), the waiter polls at once; woken waiters poll in
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from bridge.core import codec, commands
-from bridge.core.blocking import (
+from bridge.core import commands, rest_codec
+from bridge.core.blocking_plans import (
     TIMEOUT_FRAME,
     BlockPlan,
     last_id_script,
@@ -37,7 +37,7 @@ from bridge.core.resp import parse_frame
 from bridge.server.dispatcher import PIPE, SINGLE, ClientQueue, Dispatcher, Pending
 
 if TYPE_CHECKING:
-    from bridge.server.stats import Stats
+    from bridge.server.counters import Stats
 
 log = logging.getLogger("bridge.blocking")
 
@@ -173,7 +173,7 @@ class BlockingHub:
     def _submit(
         self, queue: ClientQueue, args: list[bytes], deliver: Callable[[bytes], None]
     ) -> None:
-        json = codec.json_args(args)
+        json = rest_codec.json_args(args)
         kind = PIPE if json is not None else SINGLE
         self.dispatcher.submit(queue, Pending(kind, args, json, None, deliver))
 

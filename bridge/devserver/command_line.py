@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from bridge.devserver.app import DEFAULT_MAX_REQUEST_BYTES, DevServerConfig, run_devserver
 from bridge.devserver.faults import CLI_HELP, Faults
 from bridge.devserver.redis_conn import DEFAULT_POOL_SIZE, RedisAddress
 from bridge.devserver.redis_process import RedisProcessError
-from bridge.devserver.sse import DEFAULT_HEARTBEAT_S
+from bridge.devserver.rest_server import DEFAULT_MAX_REQUEST_BYTES, DevServerConfig, run_devserver
+from bridge.devserver.sse_endpoints import DEFAULT_HEARTBEAT_S
 
 log = logging.getLogger("bridge.devserver")
 

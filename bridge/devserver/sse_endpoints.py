@@ -28,9 +28,9 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from bridge.core.resp import ErrorReply, Status, encode_command, parse_frame
-from bridge.devserver.http import StreamingResponse
+from bridge.devserver.http_server import StreamingResponse
 from bridge.devserver.redis_conn import RedisConnection, RedisPool, RedisUnavailable
-from bridge.devserver.stats import Stats
+from bridge.devserver.request_counters import Stats
 
 #: Default seconds between `: heartbeat` comments on an idle stream (SRH's proposal uses 15).
 DEFAULT_HEARTBEAT_S = 15.0

@@ -28,9 +28,10 @@ from bridge.core.resp import encode_error
 from bridge.core.session import Session
 from bridge.errors import MAX_CLIENTS, ConfigError, UpstreamAuthError
 from bridge.server.admin import serve_admin
-from bridge.server.blocking import BlockingHub
+from bridge.server.blocking_hub import BlockingHub
 from bridge.server.breaker import CircuitBreaker
 from bridge.server.connection import Connection
+from bridge.server.counters import Stats
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
 from bridge.server.lifecycle import (
     Lifecycle,
@@ -39,7 +40,6 @@ from bridge.server.lifecycle import (
     serve_clients,
 )
 from bridge.server.pubsub import PubSubHub
-from bridge.server.stats import Stats
 from bridge.upstream.rest import RestClient
 
 log = logging.getLogger("bridge")

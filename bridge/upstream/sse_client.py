@@ -23,7 +23,7 @@ from urllib.parse import quote_from_bytes
 import httpx
 
 from bridge import __version__
-from bridge.core import codec
+from bridge.core import rest_codec
 from bridge.errors import (
     UpstreamAuthError,
     UpstreamError,
@@ -292,7 +292,7 @@ async def _refusal(response: httpx.Response) -> UpstreamHTTPError:
                 body += chunk
                 if len(body) >= MAX_ERROR_BODY_BYTES:
                     break
-    text = codec.error_text_of(bytes(body[:MAX_ERROR_BODY_BYTES])) or response.reason_phrase
+    text = rest_codec.error_text_of(bytes(body[:MAX_ERROR_BODY_BYTES])) or response.reason_phrase
     return UpstreamHTTPError(status, text[:200], executed=False)
 
 
