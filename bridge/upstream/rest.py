@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -26,9 +25,9 @@ from bridge.errors import (
     UpstreamError,
     UpstreamHTTPError,
     UpstreamProtocolError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
+from bridge.redaction import redact_url
+from bridge.upstream.http_errors import map_exceptions, token_refused
 
 log = logging.getLogger("bridge.upstream")
 
@@ -47,15 +46,6 @@ class ProbeResult:
     resp2: bool
     server_version: str | None
     detail: str
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials or query (where `_token` could hide), for logs and stats."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class RestClient:
@@ -94,6 +84,12 @@ class RestClient:
             timeout_s, connect=connect_timeout_s, pool=timeout_s
         ).as_dict()
         self._urls: dict[str, httpx.URL] = {}
+
+    @property
+    def token(self) -> str:
+        """The current REST token: for the SSE client's header and for scrubbing replies,
+        never for a message."""
+        return self._token
 
     def set_token(self, token: str) -> None:
         """RELOAD: later requests use the new token; requests in flight keep the old one."""
@@ -139,7 +135,7 @@ class RestClient:
             content=body,
             extensions={"timeout": self._timeout},
         )
-        with _map_transport_errors():
+        with map_exceptions():
             response = await self._transport.handle_async_request(request)
             try:
                 await response.aread()
@@ -150,7 +146,7 @@ class RestClient:
             self.sync_token = token
             self.sync_token_updated = time.monotonic()
         if response.status_code == 401:
-            raise UpstreamAuthError(401, "token refused", executed=False)
+            raise token_refused()
         return response
 
     # -- requests ----------------------------------------------------------------------------
@@ -252,28 +248,8 @@ def _redis_version(frame: bytes) -> str | None:
 
 
 @contextlib.contextmanager
-def _map_transport_errors() -> Iterator[None]:
-    """httpx exceptions → the upstream tree; whether the request was sent decides `executed`."""
-    try:
-        yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise UpstreamUnavailable(_describe(exc)) from exc
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(_describe(exc)) from exc
-    except (httpx.TransportError, httpx.DecodingError) as exc:
-        raise UpstreamError(_describe(exc)) from exc
-
-
-@contextlib.contextmanager
 def _map_codec_errors() -> Iterator[None]:
     try:
         yield
     except rest_codec.CodecError as exc:
         raise UpstreamProtocolError(f"invalid response: {exc}") from exc
-
-
-def _describe(exc: Exception) -> str:
-    # httpx messages name the URL at most; the token lives only in a header.
-    name = type(exc).__name__
-    text = str(exc).strip()
-    return f"{name}: {text}"[:200] if text else name
