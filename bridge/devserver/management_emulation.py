@@ -39,6 +39,7 @@ import orjson
 import trio
 
 from bridge.devserver.http_server import HttpServer, Request, RequestTooLarge, Response
+from bridge.devserver.kafka_qstash_emulation import KafkaQStashEmulator
 
 #: Largest request body the emulation reads (the APIs take small JSON objects).
 MAX_BODY_BYTES = 1024 * 1024
@@ -140,6 +141,8 @@ class ManagementEmulator:
         self._upstash = (upstash_email, upstash_api_key)
         self._enterprise = (enterprise_user, enterprise_password)
         self.model = _Model()
+        #: The Kafka and QStash groups (`/v2/kafka/...`, `/v2/qstash/...`): bookkeeping only.
+        self.kafka_qstash = KafkaQStashEmulator(customer_id=upstash_email)
         self.requests: list[RecordedRequest] = []
         self._failures: list[tuple[int, Any]] = []
         self._ports = itertools.count(30000)
@@ -236,6 +239,8 @@ class ManagementEmulator:
             raise ApiError(404, "not found")
         self._check_auth(user, self._upstash)
         seg = seg[1:]
+        if seg[0] in ("kafka", "qstash"):
+            return self.kafka_qstash.route(method, path, seg, body)
         routes: dict[tuple[str, ...], tuple[str, Callable[..., tuple[int, Any]]]] = {
             ("redis", "databases"): ("GET", self._list_databases),
             ("redis", "database"): ("POST", self._create_database),
