@@ -3,14 +3,17 @@
 Each field of `BridgeConfig` carries its help text and optional env var in its metadata; the
 CLI options, the config-file keys and `check-config` output are all derived from it, so a new
 setting is added in exactly one place. Precedence: flag > env var > config file > default.
-Validation happens once, at load, and errors name the key.
+Validation happens once, at load; every problem is reported at once, each naming the key,
+quoting the (masked) value and saying what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.errors import ConfigError
+from bridge.redaction import redact_url
 
 MB = 1024 * 1024
 
@@ -124,6 +128,16 @@ class BridgeConfig:
     redis_server: str = _opt(
         "redis-server", "redis-server binary for the embedded default upstream."
     )
+    metrics_bind: str | None = _opt(
+        None,
+        "Serve HTTP /metrics (Prometheus), /healthz and /readyz on this HOST:PORT (such as "
+        "127.0.0.1:9121); off when unset.",
+    )
+    metrics_ready_upstream_s: float = _opt(
+        30.0,
+        "/readyz needs an upstream reply within this many seconds; when commands brought none, "
+        "it sends one PING (a billed command) at most this often.",
+    )
     admin_socket: str | None = _opt(
         None,
         "Unix socket of the admin console (RESP: resp-bridge admin, redis-cli -s), created "
@@ -176,15 +190,6 @@ class BridgeConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(BridgeConfig)}
-
-
-def redact(url: str) -> str:
-    """A URL without its userinfo and query, safe to show in an error."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else "<not a URL>"
 
 
 def config_markdown() -> str:
@@ -310,7 +315,7 @@ def validate(config: BridgeConfig) -> None:
     if config.url:
         parts = urlsplit(config.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"url: {redact(config.url)!r} is not an http(s) URL")
+            raise ConfigError(f"url: {redact_url(config.url)!r} is not an http(s) URL")
         # Credentials in the URL would end up wherever the URL is shown (errors, logs).
         if parts.query or parts.username or parts.password:
             raise ConfigError(

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import trio
 
+from bridge import redaction
 from bridge.core.resp import ErrorReply as _ErrorReply
 from bridge.core.resp import FrameReader, RespProtocolError, encode_command, parse_frame
 
@@ -86,12 +87,9 @@ class RedisAddress:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a Redis URL for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """A Redis URL for logs and error messages: the user name kept (it says which ACL user),
+    the password masked, the rest as `bridge.redaction` shows any URL."""
+    return redaction.redact_url(url, keep_user=True)
 
 
 class RedisConnection:

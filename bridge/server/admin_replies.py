@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import __version__
 from bridge.core.resp import ErrorReply, Status, encode_error
+from bridge.redaction import redact_url
 from bridge.server.counters import LATENCY_BUCKETS_MS
 from bridge.upstream import management_ops
-from bridge.upstream.rest import redact_url
 
 if TYPE_CHECKING:
     from bridge.server.connection import Connection
@@ -113,7 +113,7 @@ def secrets_of(server: BridgeServer) -> list[str]:
     values = [
         getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("secret")
     ]
-    values.append(getattr(server.upstream, "_token", None))
+    values.append(server.upstream.token)
     return [v for v in values if isinstance(v, str) and len(v) >= SHORTEST_SECRET_CHARS]
 
 
@@ -279,7 +279,7 @@ def config_reply(server: BridgeServer, socket_path: str, names: list[str]) -> di
         values["url"] = redact_url(values["url"])
     for key in ("upstash_api_url", "enterprise_url"):
         if values.get(key):
-            values[key] = management_ops.display_url(values[key])
+            values[key] = redact_url(values[key])
     if names:
         unknown = [n for n in names if n.lower() not in values]
         if unknown:

@@ -5,7 +5,7 @@ the CA that signed it (`ca_file`), or turn verification off explicitly (`insecur
 logs a warning each time a client is made. Requests are versioned in the path as the
 reference says (`/v1/bdbs`; `api_version="v2"` for the endpoints that have a v2 form, such as
 creating a database, whose v2 body wraps the database in `{"bdb": ...}`). Errors are mapped by
-`ApiClient` (`bridge.upstream.management_ops`); 505 means the cluster does not know that version.
+`ApiClient` (`bridge.upstream.api_client`); 505 means the cluster does not know that version.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from bridge.upstream.management_ops import ApiClient, ManagementUsageError
+from bridge.upstream.api_client import ApiClient, ManagementUsageError
 
 log = logging.getLogger("bridge.management")
 

@@ -1,284 +1,61 @@
-"""Database management over the providers' HTTP APIs: errors, the shared JSON client, the
-operation table, and the one entry point (`run_management`) used by the admin socket and the CLI.
+"""Database management commands: the operation table and the one entry point
+(`run_management`) used by the admin socket and the CLI.
 
-- `ApiClient`: httpx, HTTP Basic auth, JSON in and out, a deadline on every call, and every
-  failure mapped at this boundary to `ManagementError` with a message that says what happened
-  (status + the API's own error text) and what to do. Credentials are never formatted into a
-  message: URLs are shown without userinfo and known secret values are masked.
 - `OPERATIONS`: the admin commands `DB ...` / `TEAM ...` and `resp-bridge db|team ...` as data
   (name, parameters, which provider method implements it, destructive or not). HELP, usage
   errors and the README's table come from it.
-- Results are plain JSON values with secrets (database passwords, REST tokens) masked by key.
+- `open_client` builds the provider's client (`upstash_api`: Upstash developer API;
+  `enterprise_api`: Redis Enterprise Software REST API) from the configuration; both build on
+  `api_client`, which holds the HTTP client, its errors and credential masking. Results are
+  plain JSON values with secrets masked by key unless asked for.
 
-The provider clients live in `upstash_api` (Upstash developer API) and `enterprise_api` (Redis
-Enterprise Software REST API); they are imported lazily here because they import this module.
-Must not import trio (httpx runs on whichever async library calls it).
+Imports go one way: this module -> providers -> api_client. Must not import trio (httpx runs
+on whichever async library calls it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import orjson
 
-from bridge import __version__
-from bridge.errors import BridgeError
+from bridge.upstream.api_client import (
+    MASK,
+    ApiClient,
+    ManagementError,
+    ManagementUsageError,
+    redact_secrets,
+    scrub,
+)
+from bridge.upstream.enterprise_api import EnterpriseAPI
+from bridge.upstream.upstash_api import UpstashAPI
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
 
+#: What the admin socket and the CLI use; the errors and masking are re-exported from
+#: `api_client` so that callers of the management commands need one module only.
+__all__ = [
+    "ENTERPRISE",
+    "MASK",
+    "OPERATIONS",
+    "PROVIDERS",
+    "UPSTASH",
+    "ManagementError",
+    "ManagementUsageError",
+    "default_provider",
+    "help_lines",
+    "open_client",
+    "parse_command",
+    "redact_secrets",
+    "run_management",
+    "scrub",
+]
+
 log = logging.getLogger("bridge.management")
-
-#: Deadline of one management API call (creating a database can take a few seconds).
-MANAGEMENT_TIMEOUT_S = 30.0
-#: Longest piece of an API's error body quoted in a message (bodies can be HTML pages).
-MAX_ERROR_TEXT_CHARS = 300
-#: Largest response body accepted from a management API (stats series are the biggest).
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-MASK = "<redacted>"
-#: Keys whose values are credentials in the providers' JSON (matched case-insensitively,
-#: also as a substring: "read_only_rest_token", "authentication_redis_pass", ...).
-SECRET_KEY_PARTS = ("password", "token", "secret", "api_key", "_pass", "private_key")
-
-#: What each status means and what to do; the API's own text is quoted after it.
-STATUS_HINTS: Mapping[int, str] = {
-    400: "bad request: the API refused the parameters",
-    401: "unauthorized: the credentials were refused",
-    403: "forbidden: these credentials may not do this (role or plan)",
-    404: "not found: no such database, team or endpoint (check the id)",
-    405: "method not allowed: this API version does not offer that operation",
-    406: "not acceptable: the API could not answer in JSON",
-    409: "conflict: the object is busy or already exists; retry once it settles",
-    429: "too many requests: rate limited, wait a little and retry",
-    500: "internal server error at the provider: retry later",
-    502: "bad gateway at the provider: retry later",
-    503: "service unavailable: retry later (Redis Enterprise: the node is not in an active "
-    "cluster)",
-    504: "gateway timeout at the provider: retry later",
-    505: "HTTP version not supported: the API does not offer this API version",
-}
-
-
-class ManagementError(BridgeError):
-    """A management call failed. The message is safe to show (no credentials)."""
-
-    def __init__(self, message: str, *, status: int | None = None, kind: str = "api") -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-
-
-class ManagementUsageError(ManagementError):
-    """The command was not understood (unknown operation, missing or bad argument)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, kind="usage")
-
-
-def display_url(url: str) -> str:
-    """The URL without userinfo, query or fragment, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(part in lowered for part in SECRET_KEY_PARTS)
-
-
-def redact_secrets(value: Any) -> Any:
-    """The JSON value with every credential-like key's value masked (recursively)."""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if is_secret_key(str(k)) and v not in (None, "") else redact_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_secrets(v) for v in value]
-    return value
-
-
-def scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """The text with each secret value masked."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
-def error_text(body: bytes) -> str:
-    """The API's own words from an error body: a JSON string, or the usual fields of an
-    object (`error`, `message`, `description`, `error_code`), or the first line of text."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, str):
-        text = data
-    elif isinstance(data, dict):
-        parts = [
-            str(data[k]) for k in ("error_code", "error", "message", "description") if k in data
-        ]
-        text = ": ".join(parts) if parts else orjson.dumps(data).decode()
-    else:
-        text = body.decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""
-    text = " ".join(text.split())
-    if len(text) > MAX_ERROR_TEXT_CHARS:
-        text = text[:MAX_ERROR_TEXT_CHARS] + "..."
-    return text
-
-
-class ApiClient:
-    """JSON over HTTPS with Basic auth; subclasses add the provider's endpoints."""
-
-    #: For messages: "the Upstash developer API".
-    provider = "the management API"
-    #: What to check when the credentials are refused.
-    auth_hint = "check the credentials"
-
-    def __init__(
-        self,
-        base_url: str,
-        username: str,
-        password: str,
-        *,
-        verify: ssl.SSLContext | bool = True,
-        timeout_s: float = MANAGEMENT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.display_url = display_url(self.base_url)
-        self._secrets = (password,)
-        self.timeout_s = timeout_s
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            auth=httpx.BasicAuth(username, password),
-            verify=verify,
-            timeout=httpx.Timeout(timeout_s),
-            transport=transport,
-            headers={"User-Agent": f"resp-bridge/{__version__}", "Accept": "application/json"},
-            follow_redirects=False,
-        )
-
-    async def __aenter__(self) -> ApiClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: Mapping[str, str] | None = None,
-    ) -> Any:
-        """One call; the decoded JSON answer (None for an empty body)."""
-        content = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        with self._map_errors(method, path):
-            response = await self._client.request(
-                method, path, content=content, headers=headers, params=params
-            )
-        if response.status_code >= 400:
-            raise self._status_error(method, path, response)
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise ManagementError(
-                f"{self.provider} answered {method} {path} with {len(response.content)} bytes "
-                f"(more than {MAX_RESPONSE_BYTES}); refusing to process it"
-            )
-        if not response.content.strip():
-            return None
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise ManagementError(
-                f"{self.provider} answered {method} {path} with HTTP {response.status_code} "
-                f"but not JSON: {self._quote(response.content)!r}",
-                status=response.status_code,
-                kind="protocol",
-            ) from None
-
-    def _quote(self, body: bytes) -> str:
-        return scrub(error_text(body), self._secrets)
-
-    def _status_error(self, method: str, path: str, response: httpx.Response) -> ManagementError:
-        status = response.status_code
-        hint = STATUS_HINTS.get(status) or (
-            "server error at the provider: retry later" if status >= 500 else "request refused"
-        )
-        if status == 401:
-            hint += f" ({self.auth_hint})"
-        text = self._quote(response.content)
-        said = f": {text}" if text else ""
-        return ManagementError(
-            f"{self.provider} refused {method} {path}: HTTP {status} {hint}{said}",
-            status=status,
-            kind="http",
-        )
-
-    @contextlib.contextmanager
-    def _map_errors(self, method: str, path: str) -> Iterator[None]:
-        where = f"{self.provider} at {self.display_url}"
-        try:
-            yield
-        except httpx.TimeoutException:
-            raise ManagementError(
-                f"no answer from {where} to {method} {path} within {self.timeout_s:g} s; "
-                "the operation may still complete: check with a LIST or INFO",
-                kind="timeout",
-            ) from None
-        except httpx.ConnectError as exc:
-            reason = _reason(exc)
-            if _is_certificate_error(exc):
-                raise ManagementError(
-                    f"the TLS certificate of {where} is not trusted ({reason}): give the CA "
-                    "that signed it (--ca-file / enterprise_ca_file), or skip verification with "
-                    "--insecure (not recommended)",
-                    kind="tls",
-                ) from None
-            raise ManagementError(f"cannot reach {where}: {reason}", kind="unavailable") from None
-        except httpx.HTTPError as exc:
-            raise ManagementError(
-                f"{method} {path} to {where} failed: {type(exc).__name__}: {_reason(exc)}",
-                kind="transport",
-            ) from None
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause's text (httpx wraps ssl/OS errors), without URLs' userinfo."""
-    inner: BaseException = exc
-    while inner.__cause__ is not None or inner.__context__ is not None:
-        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
-    text = str(inner) or type(inner).__name__
-    return " ".join(text.split())[:MAX_ERROR_TEXT_CHARS]
-
-
-def _is_certificate_error(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
 
 # -- the operation table ----------------------------------------------------------------------
 
@@ -547,8 +324,6 @@ def open_client(
 ) -> ApiClient:
     """The provider's client from the config; ManagementUsageError names a missing setting."""
     if provider == UPSTASH:
-        from bridge.upstream.upstash_api import UpstashAPI
-
         missing = [n for n in ("upstash_email", "upstash_api_key") if not getattr(config, n)]
         if missing:
             raise ManagementUsageError(
@@ -562,8 +337,6 @@ def open_client(
             base_url=config.upstash_api_url,
             transport=transport,
         )
-    from bridge.upstream.enterprise_api import EnterpriseAPI
-
     missing = [
         n for n in ("enterprise_url", "enterprise_user", "enterprise_password")
         if not getattr(config, n)

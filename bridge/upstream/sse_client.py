@@ -17,21 +17,15 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote_from_bytes
 
 import httpx
 
 from bridge import __version__
 from bridge.core import rest_codec
-from bridge.errors import (
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamHTTPError,
-    UpstreamProtocolError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from bridge.errors import UpstreamHTTPError, UpstreamProtocolError
+from bridge.upstream.http_errors import HTTPX_STREAM_ERRORS, map_exceptions, token_refused
 from bridge.upstream.rest import RestClient
 
 #: Largest SSE event accepted (all of its `data:` lines together). Matches the per-client
@@ -53,12 +47,9 @@ PATHS = {"channel": "subscribe", "pattern": "psubscribe", "monitor": "monitor"}
 
 
 def credentials(client: RestClient) -> tuple[str, Callable[[], str]]:
-    """(base URL, token getter) of the REST client, so streams follow a token reload.
-
-    Reads the client's private token attribute on purpose: RestClient exposes no accessor and
-    this module is its only other reader; the token is only ever put in a header.
-    """
-    return client.url, lambda: client._token
+    """(base URL, token getter) of the REST client, so streams follow a token reload; the
+    token is only ever put in a header."""
+    return client.url, lambda: client.token
 
 
 def stream_path(kind: str, name: bytes) -> str:
@@ -177,7 +168,7 @@ class SseEvents:
     async def next(self) -> str | None:
         """The next event's data; None when the server ended the stream cleanly."""
         while not self._ready:
-            with _map_transport_errors():
+            with map_exceptions(HTTPX_STREAM_ERRORS):
                 try:
                     chunk = await self._chunks.__anext__()
                 except StopAsyncIteration:
@@ -265,7 +256,7 @@ class SseClient:
             BASE64_HEADER: "base64",
         }
         path = stream_path(kind, name)
-        with _map_transport_errors():
+        with map_exceptions(HTTPX_STREAM_ERRORS):
             async with self._client.stream("POST", path, headers=headers) as response:
                 if not 200 <= response.status_code < 300:
                     raise await _refusal(response)
@@ -282,7 +273,7 @@ async def _refusal(response: httpx.Response) -> UpstreamHTTPError:
     """The exception for a non-2xx answer, with the JSON error text when there is one."""
     status = response.status_code
     if status == 401:
-        return UpstreamAuthError(401, "token refused", executed=False)
+        return token_refused()
     body = bytearray()
     try:
         body += response.content  # already read (a transport that is not streaming)
@@ -294,23 +285,3 @@ async def _refusal(response: httpx.Response) -> UpstreamHTTPError:
                     break
     text = rest_codec.error_text_of(bytes(body[:MAX_ERROR_BODY_BYTES])) or response.reason_phrase
     return UpstreamHTTPError(status, text[:200], executed=False)
-
-
-@contextlib.contextmanager
-def _map_transport_errors() -> Iterator[None]:
-    """httpx exceptions → the upstream tree (a stream runs nothing, so `executed` is moot)."""
-    try:
-        yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise UpstreamUnavailable(_describe(exc)) from exc
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(_describe(exc)) from exc
-    except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
-        raise UpstreamError(_describe(exc)) from exc
-
-
-def _describe(exc: Exception) -> str:
-    # httpx messages name the URL at most; the token lives only in a header.
-    name = type(exc).__name__
-    text = str(exc).strip()
-    return f"{name}: {text}"[:200] if text else name

@@ -2,7 +2,7 @@
 
 HTTP Basic auth with the account email and an API key (not a database's REST token). One
 method per documented endpoint, each returning the decoded JSON answer; errors are mapped by
-`ApiClient` (`bridge.upstream.management_ops`). Listings and stats are condensed for people
+`ApiClient` (`bridge.upstream.api_client`). Listings and stats are condensed for people
 (`summarize_*`): the full answers stay available through the methods' `raw=True`.
 """
 
@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from bridge.upstream.management_ops import ApiClient, ManagementUsageError
+from bridge.upstream.api_client import ApiClient, ManagementUsageError
 
 DEFAULT_URL = "https://api.upstash.com"
 #: Columns of DB LIST (the API returns every field, credentials included).
