@@ -28,8 +28,8 @@ from click.testing import CliRunner
 
 from bridge.admin_cli import AdminClient
 from bridge.cli import main
-from tests.admin.test_management import API_KEY, EMAIL, start_threaded_emulator
 from tests.e2e.conftest import BridgeProcess, bridge_factory, start_bridge  # noqa: F401
+from tests.upstream.test_management import API_KEY, EMAIL, start_threaded_emulator
 
 #: Deadline of one redis-cli call.
 CLI_TIMEOUT_S = 10.0
