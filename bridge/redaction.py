@@ -26,17 +26,20 @@ def redact_url(url: str, *, keep_user: bool = False) -> str:
     """
     try:
         parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # bad port or unbalanced IPv6 brackets
+    except ValueError:  # unbalanced IPv6 brackets
         return NOT_A_URL
     if not parts.scheme or not parts.netloc:
         return NOT_A_URL
+    try:
+        port = parts.port
+    except ValueError:  # not a number or out of range: shown without it
+        port = None
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     if port is not None:
         host = f"{host}:{port}"
-    if keep_user and parts.username:
+    if keep_user and (parts.username or parts.password is not None):
         password = f":{PASSWORD_MASK}" if parts.password is not None else ""
-        host = f"{parts.username}{password}@{host}"
+        host = f"{parts.username or ''}{password}@{host}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
