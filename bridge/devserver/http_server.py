@@ -1,23 +1,32 @@
-"""A small HTTP/1.1 server on trio + h11: keep-alive, bounded requests, streamed responses.
+"""A small HTTP/1.1 server on trio + httptools: keep-alive, bounded requests, streamed responses.
 
-Owns the HTTP framing only: read one request (head + body, under a size limit and deadlines),
+Owns the HTTP framing only: read one request (head + body, under size limits and deadlines),
 hand it to an async handler, write the handler's response, repeat while the connection stays
-keep-alive. It knows nothing about Redis or Upstash. A handler returns either a `Response`
-(body in memory) or a `StreamingResponse` (Server-Sent Events): a stream runs until its
-producer returns, the client disconnects (detected by a concurrent read that sees EOF), or a
-write makes no progress for STREAM_SEND_TIMEOUT_S. One client can never take the server down:
-each connection task catches `Exception` and closes only its own socket.
+keep-alive. It knows nothing about Redis or Upstash. Requests are parsed by llhttp (Node's C
+parser, through httptools): the devserver stands in for the upstream in benchmarks on the
+same machine, so its per-request CPU must stay small next to the bridge's. Responses are
+written as prepared bytes. A handler returns either a `Response` (body in memory) or a
+`StreamingResponse` (Server-Sent Events, chunked): a stream runs until its producer returns,
+the client disconnects (detected by a concurrent read that sees EOF), or a write makes no
+progress for STREAM_SEND_TIMEOUT_S. Listeners may be TLS ones (`trio.SSLListener`).
+
+One client can never take the server down: each connection task catches `Exception` and closes
+only its own socket. A client going away (EOF, reset, broken pipe, TLS handshake refused, stuck
+reader) is a debug/info line; a traceback is logged only for a bug.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
-import h11
+import httptools
 import trio
 
 log = logging.getLogger("bridge.devserver.http_server")
@@ -35,6 +44,8 @@ REQUEST_READ_TIMEOUT_S = 30.0
 RESPONSE_SEND_TIMEOUT_S = 30.0
 #: A streamed (SSE) write that makes no progress this long means a stuck client: drop it.
 STREAM_SEND_TIMEOUT_S = 30.0
+#: A TLS client must finish its handshake within this time.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 #: After refusing an oversize body, keep reading (and discarding) it this long / this much,
 #: so the client sees the 413 instead of a reset (closing with unread data sends RST).
 LINGER_TIMEOUT_S = 2.0
@@ -44,6 +55,8 @@ MAX_CONNECTIONS = 2048
 
 SERVER_HEADER = (b"server", b"resp-bridge-devserver")
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_END_CHUNKED = b"0\r\n\r\n"
 
 
 @dataclass(slots=True)
@@ -91,8 +104,48 @@ class RequestTooLarge(Exception):
         self.actual = actual
 
 
+class _BadRequest(Exception):
+    """The client broke HTTP; answered with `status` and the connection closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
 class _ClientGone(Exception):
-    """The client closed the connection or broke the protocol: nothing more to say to it."""
+    """The client closed the connection or stopped reading: nothing more to say to it."""
+
+
+#: Exceptions that mean "the client went away", not a bug of ours.
+_GONE_TYPES = (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def client_went_away(exc: BaseException) -> bool:
+    """True when `exc` (or every leaf of an exception group) says the peer went away."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(client_went_away(leaf) for leaf in exc.exceptions)
+    return isinstance(exc, (*_GONE_TYPES, trio.TooSlowError))
+
+
+def _cause_text(exc: BaseException) -> str:
+    """The innermost cause of a client-gone error, e.g. `ConnectionResetError: ...`."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    text = str(seen).strip()
+    return f"{type(seen).__name__}: {text}" if text else type(seen).__name__
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    inner: Any = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    try:
+        host, port = inner.socket.getpeername()[:2]
+    except (AttributeError, OSError, ValueError, TypeError):
+        return "?"
+    return f"{host}:{port}"
 
 
 class HttpServer:
@@ -116,7 +169,7 @@ class HttpServer:
 
     async def serve(
         self,
-        listeners: list[trio.SocketListener],
+        listeners: Sequence[trio.abc.Listener[Any]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -125,7 +178,7 @@ class HttpServer:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             task_status.started()
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
         async with listener:
             while True:
                 await self._limiter.acquire_on_behalf_of(listener)
@@ -139,39 +192,191 @@ class HttpServer:
                 await self._limiter.acquire_on_behalf_of(token)
                 nursery.start_soon(self._serve_connection, stream, token)
 
-    async def _serve_connection(self, stream: trio.SocketStream, token: object) -> None:
+    async def _serve_connection(self, stream: trio.abc.Stream, token: object) -> None:
         if self._on_connection is not None:
             self._on_connection(+1)
         try:
             async with stream:
+                if isinstance(stream, trio.SSLStream) and not await _handshake(stream):
+                    return
                 await _Connection(self, stream).run()
-        except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        except Exception:
-            log.exception("unexpected error on an HTTP connection; closing it")
+        except Exception as exc:
+            if client_went_away(exc):
+                log.debug("client %s went away (%s)", _peer(stream), _cause_text(exc))
+            else:
+                log.exception("unexpected error on an HTTP connection; closing it")
         finally:
             self._limiter.release_on_behalf_of(token)
             if self._on_connection is not None:
                 self._on_connection(-1)
 
 
+async def _handshake(stream: trio.SSLStream[Any]) -> bool:
+    """Finish the TLS handshake; a refused or stalled one is the client's business (info)."""
+    with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT_S) as scope:
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError) and cause.reason:
+                reason = cause.reason.lower().replace("_", " ")
+            else:
+                reason = _cause_text(exc)
+            log.info("TLS handshake with client %s failed: %s", _peer(stream), reason)
+            return False
+    if scope.cancelled_caught:
+        log.info("TLS handshake with client %s timed out", _peer(stream))
+        return False
+    return True
+
+
 class _Connection:
-    """One client connection. A single cancel scope bounds it; its deadline is moved per phase
-    (idle wait, request read, response write) instead of opening a scope per step, which
-    keeps the per-request cost low. The handler itself runs without this deadline: Redis
-    calls carry their own timeouts."""
+    """One client connection, and the httptools parser's callback object.
 
-    __slots__ = ("_conn", "_method", "_scope", "_server", "_stream")
+    The parser is fed whatever the socket gives; its callbacks assemble requests into
+    `_ready` (pipelined requests queue there in order). A single cancel scope bounds the
+    connection; its deadline is moved per phase (idle wait, request read, response write)
+    instead of opening a scope per step. The handler itself runs without this deadline:
+    Redis calls carry their own timeouts."""
 
-    def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_error",
+        "_expect_continue",
+        "_head_bytes",
+        "_headers",
+        "_headers_done",
+        "_in_message",
+        "_limit",
+        "_parser",
+        "_ready",
+        "_scope",
+        "_server",
+        "_stream",
+        "_too_large",
+        "_url",
+    )
+
+    def __init__(self, server: HttpServer, stream: trio.abc.Stream) -> None:
         self._server = server
         self._stream = stream
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        self._method = b""
+        self._limit = server._max_body_bytes
         self._scope = trio.CancelScope()
+        self._parser = httptools.HttpRequestParser(self)
+        #: Complete requests, in arrival order: (request, keep-alive, HTTP/1.1).
+        self._ready: deque[tuple[Request, bool, bool]] = deque()
+        self._error: _BadRequest | None = None
+        self._too_large: RequestTooLarge | None = None
+        self._reset_message()
+        self._in_message = False
 
-    def _deadline_in(self, seconds: float) -> None:
-        self._scope.deadline = trio.current_time() + seconds
+    def _reset_message(self) -> None:
+        self._url: list[bytes] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._headers_done = False
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._head_bytes = 0
+        self._expect_continue = False
+
+    # -- httptools callbacks (synchronous, inside feed_data) ---------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset_message()
+        self._in_message = True
+
+    def on_url(self, url: bytes) -> None:
+        if self._head_bytes <= MAX_HEADER_BYTES:
+            self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_bytes > MAX_HEADER_BYTES:
+            return
+        key = name.lower()
+        headers = self._headers
+        headers[key] = headers[key] + b", " + value if key in headers else value
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._limit:
+            self._too_large = RequestTooLarge(self._limit, int(length))
+        elif (
+            self._headers.get(b"expect", b"").lower() == b"100-continue"
+            and self._parser.get_http_version() == "1.1"
+        ):
+            self._expect_continue = True
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large is not None:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._limit:
+            self._too_large = RequestTooLarge(self._limit, None)
+            self._body = []
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._too_large is not None:
+            return
+        parser = self._parser
+        http11 = parser.get_http_version() == "1.1"
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        request = Request(parser.get_method(), b"".join(self._url), self._headers, body)
+        self._ready.append((request, http11 and parser.should_keep_alive(), http11))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _feed(self, data: bytes | bytearray) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrades are not served: answer the request as plain HTTP, then close.
+            if self._ready:
+                request, _, http11 = self._ready.pop()
+                self._ready.append((request, False, http11))
+            self._error = _BadRequest(400, "ERR bad HTTP request: protocol upgrades are refused")
+        except httptools.HttpParserError as exc:
+            self._error = _BadRequest(400, f"ERR bad HTTP request: {exc}")
+        if self._in_message and not self._headers_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADER_BYTES:
+                self._error = _BadRequest(
+                    431,
+                    f"ERR bad HTTP request: request line and headers exceed "
+                    f"{MAX_HEADER_BYTES} bytes",
+                )
+
+    async def _read_request(self) -> tuple[Request, bool, bool] | None:
+        """The next request; None when the client closed its connection between requests.
+        Raises _BadRequest or RequestTooLarge (then the connection is answered and closed)."""
+        if self._ready:
+            return self._ready.popleft()
+        # Between requests a keep-alive connection may idle; a started request has a deadline.
+        self._scope.deadline = trio.current_time() + KEEPALIVE_IDLE_TIMEOUT_S
+        started = False
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if self._error is not None:
+                raise self._error
+            if self._too_large is not None:
+                raise self._too_large
+            data = await self._stream.receive_some(RECV_CHUNK_BYTES)
+            if not data:
+                return None  # closed between requests, or mid-request (nobody to answer)
+            if not started:
+                started = True
+                self._scope.deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S
+            self._feed(data)
+            if self._expect_continue and self._in_message and self._too_large is None:
+                self._expect_continue = False
+                await self._stream.send_all(_CONTINUE)
+
+    # -- the request loop -------------------------------------------------------------------
 
     async def run(self) -> None:
         with self._scope:
@@ -179,147 +384,73 @@ class _Connection:
         # A passed deadline (idle keep-alive, slow request or stuck reader) closes quietly.
 
     async def _run(self) -> None:
-        conn = self._conn
+        server = self._server
         while True:
             try:
-                request = await self._read_request()
+                parsed = await self._read_request()
             except RequestTooLarge as exc:
-                await self._send_simple(self._server._on_too_large(exc), force_close=True)
+                await self._send_simple(server._on_too_large(exc), b"", close=True)
                 await self._linger()
                 return
-            except h11.RemoteProtocolError as exc:
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._send_simple(
-                        self._server._on_bad_request(
-                            exc.error_status_hint, f"ERR bad HTTP request: {exc}"
-                        ),
-                        force_close=True,
-                    )
-                    await self._linger()
+            except _BadRequest as exc:
+                await self._send_simple(
+                    server._on_bad_request(exc.status, exc.message), b"", close=True
+                )
+                await self._linger()
                 return
-            if request is None:
+            if parsed is None:
                 return
+            request, keep_alive, http11 = parsed
             self._scope.deadline = math.inf
-            response = await self._server._handler(request)
+            response = await server._handler(request)
             if isinstance(response, StreamingResponse):
-                await self._send_stream(response)
+                await self._send_stream(response, chunked=http11)
                 return
-            await self._send_simple(response, force_close=response.close)
-            if conn.our_state is h11.MUST_CLOSE:
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
+            close = response.close or not keep_alive
+            await self._send_simple(response, request.method, close=close)
+            if close:
                 return
 
     async def _linger(self) -> None:
         """Discard what the client still sends for a while before closing, so that it reads
         our error response instead of a connection reset."""
+        stream = self._stream
         with trio.move_on_after(LINGER_TIMEOUT_S):
-            await self._stream.send_eof()
+            send_eof = getattr(stream, "send_eof", None)
+            if send_eof is not None:
+                await send_eof()
             drained = 0
             while drained < LINGER_MAX_BYTES:
-                data = await self._stream.receive_some(RECV_CHUNK_BYTES)
+                data = await stream.receive_some(RECV_CHUNK_BYTES)
                 if not data:
                     break
                 drained += len(data)
 
-    async def _receive_into_h11(self) -> None:
-        data = await self._stream.receive_some(RECV_CHUNK_BYTES)
-        self._conn.receive_data(data)  # b"" signals EOF to h11
+    # -- writing ----------------------------------------------------------------------------
 
-    async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
-        while True:
-            event = self._conn.next_event()
-            if event is h11.NEED_DATA:
-                await self._receive_into_h11()
-                continue
-            return event
-
-    async def _read_request(self) -> Request | None:
-        conn = self._conn
-        # Between requests a keep-alive connection may idle; a started request has a deadline.
-        self._deadline_in(KEEPALIVE_IDLE_TIMEOUT_S)
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await self._stream.receive_some(RECV_CHUNK_BYTES)
-            if not data:
-                return None  # the client closed its keep-alive connection
-            conn.receive_data(data)
-            event = conn.next_event()
-        self._deadline_in(REQUEST_READ_TIMEOUT_S)
-        while event is h11.NEED_DATA:
-            await self._receive_into_h11()
-            event = conn.next_event()
-        if isinstance(event, h11.ConnectionClosed):
-            return None
-        if not isinstance(event, h11.Request):
-            raise _ClientGone()
-        self._method = event.method
-        body = await self._read_body(event)
-        headers: dict[bytes, bytes] = {}
-        for name, value in event.headers:
-            headers[name] = headers[name] + b", " + value if name in headers else value
-        return Request(event.method, event.target, headers, body)
-
-    async def _read_body(self, event: h11.Request) -> bytes:
-        limit = self._server._max_body_bytes
-        length = _content_length(event.headers)
-        if length is not None and length > limit:
-            raise RequestTooLarge(limit, length)
-        if self._conn.they_are_waiting_for_100_continue:
-            await self._stream.send_all(
-                self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            ev = await self._next_event()
-            if isinstance(ev, h11.Data):
-                size += len(ev.data)
-                if size > limit:
-                    raise RequestTooLarge(limit, None)
-                chunks.append(ev.data)
-            elif isinstance(ev, h11.EndOfMessage):
-                return b"".join(chunks)
-            else:
-                raise _ClientGone()
-
-    @staticmethod
-    def _head(content_type: bytes, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        return [SERVER_HEADER, (b"content-type", content_type), *extra]
-
-    async def _send_simple(self, response: Response, *, force_close: bool = False) -> None:
-        conn = self._conn
-        headers = self._head(response.content_type, response.headers)
-        headers.append((b"content-length", b"%d" % len(response.body)))
-        if force_close:
-            headers.append((b"connection", b"close"))
-        out = (
-            conn.send(
-                h11.Response(
-                    status_code=response.status,
-                    headers=headers,
-                    reason=_REASONS.get(response.status, b""),
-                )
-            )
-            or b""
-        )
-        if response.body and self._method != b"HEAD":
-            out += conn.send(h11.Data(data=response.body)) or b""
-        out += conn.send(h11.EndOfMessage()) or b""
-        self._deadline_in(RESPONSE_SEND_TIMEOUT_S)
+    async def _send_simple(self, response: Response, method: bytes, *, close: bool) -> None:
+        body = response.body
+        out = _head(response.status, response.content_type, response.headers)
+        out += b"content-length: %d\r\n" % len(body)
+        out += b"connection: close\r\n\r\n" if close else b"\r\n"
+        if body and method != b"HEAD":
+            out += body
+        self._scope.deadline = trio.current_time() + RESPONSE_SEND_TIMEOUT_S
         await self._stream.send_all(out)
 
-    async def _send_stream(self, response: StreamingResponse) -> None:
-        conn = self._conn
-        headers = self._head(response.content_type, response.headers)
-        headers.append((b"connection", b"close"))  # a stream ends by closing the connection
+    async def _send_stream(self, response: StreamingResponse, *, chunked: bool) -> None:
+        head = _head(response.status, response.content_type, response.headers)
+        if chunked:
+            head += b"transfer-encoding: chunked\r\n"
+        head += b"connection: close\r\n\r\n"  # a stream ends by closing the connection
         stream = self._stream
 
         async def send(chunk: bytes) -> None:
+            if not chunk:
+                return  # an empty chunk would end a chunked body
+            data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
             with trio.fail_after(STREAM_SEND_TIMEOUT_S):
-                await stream.send_all(conn.send(h11.Data(data=chunk)) or b"")
+                await stream.send_all(data)
 
         client_gone = False
 
@@ -336,36 +467,26 @@ class _Connection:
 
         try:
             with trio.fail_after(STREAM_SEND_TIMEOUT_S):
-                await stream.send_all(
-                    conn.send(
-                        h11.Response(
-                            status_code=response.status,
-                            headers=headers,
-                            reason=_REASONS.get(response.status, b""),
-                        )
-                    )
-                    or b""
-                )
+                await stream.send_all(head)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_disconnect, nursery.cancel_scope)
                 await response.producer(send)
                 nursery.cancel_scope.cancel()
-            if not client_gone:
+            if not client_gone and chunked:
                 with trio.fail_after(STREAM_SEND_TIMEOUT_S):
-                    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-        except trio.TooSlowError:
-            raise _ClientGone() from None
+                    await stream.send_all(_END_CHUNKED)
         finally:
             if response.cleanup is not None:
                 with trio.CancelScope(shield=True):
                     await response.cleanup()
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+def _head(status: int, content_type: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
+    """Status line and headers, without the blank line that ends them."""
+    parts = [
+        b"HTTP/1.1 %d %b\r\nserver: %b\r\ncontent-type: %b\r\n"
+        % (status, _REASONS.get(status, b""), SERVER_HEADER[1], content_type)
+    ]
+    for name, value in extra:
+        parts.append(b"%b: %b\r\n" % (name, value))
+    return b"".join(parts)
