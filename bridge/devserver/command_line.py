@@ -20,7 +20,12 @@ import trio
 from bridge.devserver.faults import CLI_HELP, Faults
 from bridge.devserver.redis_conn import DEFAULT_POOL_SIZE, RedisAddress
 from bridge.devserver.redis_process import RedisProcessError
-from bridge.devserver.rest_server import DEFAULT_MAX_REQUEST_BYTES, DevServerConfig, run_devserver
+from bridge.devserver.rest_server import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    DevServerConfig,
+    SetupError,
+    run_devserver,
+)
 from bridge.devserver.sse_endpoints import DEFAULT_HEARTBEAT_S
 
 log = logging.getLogger("bridge.devserver")
@@ -97,6 +102,15 @@ async def _serve(config: DevServerConfig) -> None:
     help="Read-only token (Redis ACL user with read rights). Default: random, printed at start.",
 )
 @click.option(
+    "--databases",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    envvar=_ENV + "DATABASES",
+    help="Serve numbered databases 0..N-1: database n is Redis logical database <redis-url db>+n, "
+    "with the tokens <token>.db<n> and <readonly-token>.db<n> (database 0: the tokens as given).",
+)
+@click.option(
     "--latency-ms",
     type=click.FloatRange(0),
     default=0.0,
@@ -166,6 +180,7 @@ def devserver(
     redis_url: str | None,
     token: str | None,
     readonly_token: str | None,
+    databases: int,
     latency_ms: float,
     max_request_bytes: int,
     sse_heartbeat_s: float,
@@ -208,6 +223,7 @@ def devserver(
         redis_url=redis_url,
         token=token or None,
         readonly_token=readonly_token or None,
+        databases=databases,
         latency_ms=latency_ms,
         max_request_bytes=max_request_bytes,
         sse_heartbeat_s=sse_heartbeat_s,
@@ -223,7 +239,7 @@ def devserver(
         leaf = _leaf(exc)
         if isinstance(leaf, KeyboardInterrupt):
             return
-        if isinstance(leaf, RedisProcessError):
+        if isinstance(leaf, (RedisProcessError, SetupError)):
             raise click.ClickException(str(leaf)) from None
         if isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
             raise click.ClickException(f"cannot listen on {bind}:{port}: {leaf}") from None

@@ -6,11 +6,22 @@ SUBSCRIBE family, MONITOR, ...) would poison the connection for the next request
 refused with an `ERR` that says what to use instead. Blocking commands run, but only with a
 timeout of at most MAX_BLOCKING_TIMEOUT_S; the reply deadline grows by that timeout.
 
+CONFIG is Upstash's: `CONFIG GET` sees only `notify-keyspace-events` (other patterns match
+nothing: an empty array, no error), `CONFIG SET` may change only that parameter (so keyspace
+notifications work offline), `CONFIG REWRITE`/`RESETSTAT` are refused. `plan` applies it.
+
 Read-only permissions are *not* decided here: Redis enforces them through an ACL user.
 Pure functions, no I/O.
 """
 
 from __future__ import annotations
+
+#: The one configuration parameter the REST API exposes (and lets clients change).
+KEYSPACE_EVENTS = b"notify-keyspace-events"
+#: A RESP empty array: the reply of a CONFIG GET whose patterns match nothing exposed.
+EMPTY_ARRAY = b"*0\r\n"
+#: CONFIG subcommands refused over REST (the provider owns the server's configuration).
+REFUSED_CONFIG_SUBCOMMANDS = frozenset({b"REWRITE", b"RESETSTAT"})
 
 #: Longest block a blocking command may ask for; a pooled connection is held meanwhile.
 MAX_BLOCKING_TIMEOUT_S = 30.0
@@ -57,6 +68,104 @@ _TIMEOUT_FIRST = frozenset({b"BLMPOP", b"BZMPOP"})
 
 class Refused(Exception):
     """The command cannot run over REST; `str(exc)` is the RESP error text."""
+
+
+def plan(args: list[bytes]) -> tuple[list[bytes] | bytes, float]:
+    """What to do with one command: (the args to send to Redis, or a local RESP reply; block s).
+
+    Raises Refused like `check_command`. Only CONFIG is rewritten or answered locally; every
+    other command is sent as given.
+    """
+    if len(args[0]) == 6 and args[0].upper() == b"CONFIG":
+        return config_plan(args), 0.0
+    return args, check_command(args)
+
+
+def config_plan(args: list[bytes]) -> list[bytes] | bytes:
+    """CONFIG as Upstash serves it: see the module docstring. Malformed calls go to Redis as
+    they are (it answers its own arity/subcommand errors without changing anything)."""
+    if len(args) < 2:
+        return args
+    sub = args[1].upper()
+    if sub == b"GET":
+        if len(args) < 3:
+            return args
+        if any(glob_match(pattern, KEYSPACE_EVENTS) for pattern in args[2:]):
+            return [b"CONFIG", b"GET", KEYSPACE_EVENTS]
+        return EMPTY_ARRAY
+    if sub == b"SET":
+        for param in args[2::2]:
+            if param.lower() != KEYSPACE_EVENTS:
+                name = param.decode("utf-8", "replace")
+                raise Refused(
+                    f"ERR CONFIG SET {name} is not allowed over REST: only "
+                    "notify-keyspace-events can be changed (nothing was changed)"
+                )
+        return args
+    if sub in REFUSED_CONFIG_SUBCOMMANDS:
+        raise Refused(
+            f"ERR CONFIG {sub.decode('ascii', 'replace')} is not allowed over REST: the "
+            "provider owns the server's configuration"
+        )
+    return args
+
+
+def glob_match(pattern: bytes, subject: bytes) -> bool:
+    """Redis' glob (`*`, `?`, `[a-z]`, `[^x]`, `\\x`), case-insensitive as CONFIG GET uses it."""
+    return _glob(pattern.lower(), 0, subject.lower(), 0, {})
+
+
+def _glob(p: bytes, i: int, s: bytes, j: int, seen: dict[tuple[int, int], bool]) -> bool:
+    """Match p[i:] against s[j:]; `seen` memoizes star positions (no exponential patterns)."""
+    while i < len(p):
+        c = p[i]
+        if c == 0x2A:  # *
+            while i + 1 < len(p) and p[i + 1] == 0x2A:
+                i += 1
+            if i + 1 == len(p):
+                return True
+            key = (i, j)
+            if key not in seen:
+                seen[key] = any(_glob(p, i + 1, s, k, seen) for k in range(j, len(s) + 1))
+            return seen[key]
+        if j >= len(s):
+            return False
+        if c == 0x3F:  # ?
+            i, j = i + 1, j + 1
+            continue
+        if c == 0x5B:  # [
+            i, matched = _char_class(p, i + 1, s[j])
+            if not matched:
+                return False
+            j += 1
+            continue
+        if c == 0x5C and i + 1 < len(p):  # backslash escapes the next byte
+            i += 1
+            c = p[i]
+        if c != s[j]:
+            return False
+        i, j = i + 1, j + 1
+    return j == len(s)
+
+
+def _char_class(p: bytes, i: int, ch: int) -> tuple[int, bool]:
+    """Match `ch` against the class starting at p[i] (after `[`); (index after `]`, matched)."""
+    negate = i < len(p) and p[i] == 0x5E  # ^
+    if negate:
+        i += 1
+    matched = False
+    while i < len(p) and p[i] != 0x5D:  # ]
+        if p[i] == 0x5C and i + 1 < len(p):
+            i += 1
+            matched |= p[i] == ch
+        elif i + 2 < len(p) and p[i + 1] == 0x2D:  # a-z
+            low, high = sorted((p[i], p[i + 2]))
+            matched |= low <= ch <= high
+            i += 2
+        else:
+            matched |= p[i] == ch
+        i += 1
+    return i + 1, matched != negate
 
 
 def check_command(args: list[bytes]) -> float:

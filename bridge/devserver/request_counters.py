@@ -2,15 +2,20 @@
 
 Owns the counter names and their meaning; plain integers updated from the single trio thread,
 so no locking. `sse_streams_open` and `http_connections_open` are gauges and survive
-`reset()`; everything else restarts at zero. Requests to `/_devserver/*` are not counted, so
-tests can read the counters freely (their HTTP connections are, as connections).
+`reset()`; everything else restarts at zero (the per-name and per-database maps empty).
+Requests to `/_devserver/*` are not counted, so tests can read the counters freely (their
+HTTP connections are, as connections).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 _GAUGES = frozenset({"sse_streams_open", "http_connections_open"})
+#: Most distinct names kept in `commands_by_name`; later new names count under OTHER_NAME
+#: (garbage command names must not grow the map without bound).
+MAX_COMMAND_NAMES = 512
+OTHER_NAME = "(other)"
 
 
 @dataclass(slots=True)
@@ -40,11 +45,34 @@ class Stats:
     http_4xx: int = 0
     #: Responses with a 5xx status (Redis unreachable, internal errors).
     http_5xx: int = 0
+    #: Upper-case command name -> how many were received: every item counted in `commands`,
+    #: plus one SUBSCRIBE, PSUBSCRIBE or MONITOR per SSE stream opened (what Upstash bills).
+    commands_by_name: dict[str, int] = field(default_factory=dict)
+    #: Redis logical database index (as a string, JSON keys) -> commands counted for it, the
+    #: same events as `commands_by_name` (an SSE stream counts for its token's database).
+    commands_by_db: dict[str, int] = field(default_factory=dict)
+
+    def count_command(self, name: bytes, db: str) -> None:
+        """Count one command named `name` (any case) run with the token of database `db`."""
+        key = name.upper().decode("utf-8", "replace")
+        by_name = self.commands_by_name
+        if key in by_name:
+            by_name[key] += 1
+        elif len(by_name) < MAX_COMMAND_NAMES:
+            by_name[key] = 1
+        else:
+            by_name[OTHER_NAME] = by_name.get(OTHER_NAME, 0) + 1
+        self.commands_by_db[db] = self.commands_by_db.get(db, 0) + 1
 
     def reset(self) -> None:
         for f in fields(self):
-            if f.name not in _GAUGES:
+            if f.name in _GAUGES:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                value.clear()
+            else:
                 setattr(self, f.name, 0)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -11,6 +11,11 @@ Request path, one Redis round trip per request:
   -> faults hook -> latency -> response with a fresh Upstash-Sync-Token.
 The read-only token is enforced by Redis itself: its requests run on connections
 authenticated as an ACL user with read rights, and Redis' NOPERM errors are returned as is.
+
+Numbered databases (`--databases N`): database n (0 < n < N) is Redis logical database
+`<redis-url db> + n`, served to the tokens `<token>.db<n>` and `<readonly-token>.db<n>`
+(`database_token`), so whoever knows the main tokens can compute them; database 0 is the
+devserver's own (the main tokens).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ READONLY_ACL_RULES = (
     "+ping", "+echo", "+select", "+multi", "+exec", "+discard",
     "+subscribe", "+psubscribe", "+unsubscribe", "+punsubscribe",
     "+eval_ro", "+evalsha_ro", "+fcall_ro",
+    "+config|get",  # policy.plan rewrites every CONFIG GET to notify-keyspace-events only
 )  # fmt: skip
 #: Deadline of start-up and shutdown housekeeping against Redis (ACL user).
 HOUSEKEEPING_TIMEOUT_S = 5.0
@@ -91,11 +97,24 @@ class Grant:
     pool: RedisPool
     #: The devserver's own standard token (the /_devserver endpoints need it).
     primary: bool = False
+    #: The Redis logical database index, as the key of the per-database stats.
+    db: str = "0"
 
 
 #: Redis logical databases handed to databases created through the management emulation
-#: (redis-server's default `databases 16`; the devserver's own database is skipped).
+#: (redis-server's default `databases 16`; the devserver's own numbered ones are skipped).
 TENANT_DB_INDEXES = range(1, 16)
+#: redis-server's default number of logical databases (a child gets more when asked).
+REDIS_DEFAULT_DATABASES = 16
+
+
+class SetupError(Exception):
+    """The devserver cannot serve what it was asked to (e.g. Redis has too few databases)."""
+
+
+def database_token(token: str, n: int) -> str:
+    """The token of numbered database `n` derived from a main token (`n == 0`: itself)."""
+    return token if n == 0 else f"{token}.db{n}"
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,8 @@ class DevServerConfig:
     #: None: generate a random token (reported in DevServerInfo).
     token: str | None = None
     readonly_token: str | None = None
+    #: Numbered databases 0..databases-1 served (see `database_token`).
+    databases: int = 1
     #: Added before every response (emulates a WAN round trip).
     latency_ms: float = 0.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -137,15 +158,33 @@ class DevServerInfo:
     readonly_token_generated: bool = False
     #: Base URL of the management APIs' emulation, when served.
     management_url: str | None = None
+    #: Numbered databases served: 0..databases-1.
+    databases: int = 1
+
+    def database_token(self, n: int) -> str:
+        """The standard token of numbered database `n` (0: `token`)."""
+        return database_token(self.token, self._check_database(n))
+
+    def database_readonly_token(self, n: int) -> str:
+        """The read-only token of numbered database `n` (0: `readonly_token`)."""
+        return database_token(self.readonly_token, self._check_database(n))
+
+    def _check_database(self, n: int) -> int:
+        if not 0 <= n < self.databases:
+            raise ValueError(f"database {n} is not served (0..{self.databases - 1})")
+        return n
 
     def startup_line(self) -> str:
         """The start-up log line; shows only generated tokens (given ones are masked)."""
         token = self.token if self.token_generated else "<given>"
         ro = self.readonly_token if self.readonly_token_generated else "<given>"
-        return (
+        line = (
             f"devserver listening on {self.url} (redis {self.redis_url}) "
             f"token={token} readonly-token={ro}"
         )
+        if self.databases > 1:
+            line += f" databases=0-{self.databases - 1} (database n: each token + .db<n>)"
+        return line
 
 
 def generate_token() -> str:
@@ -190,9 +229,20 @@ class DevServerApp:
         )
         self._address = address
         self._grants = {
-            self._token: Grant(Role.FULL, self._full, primary=True),
-            self._readonly_token: Grant(Role.READONLY, self._readonly),
+            self._token: Grant(Role.FULL, self._full, primary=True, db=str(address.db)),
+            self._readonly_token: Grant(Role.READONLY, self._readonly, db=str(address.db)),
         }
+        #: Redis logical databases of the numbered databases (0 is the devserver's own).
+        self._numbered = range(address.db, address.db + max(1, config.databases))
+        #: Their extra pools (database 0's are `_full`/`_readonly`).
+        self._numbered_pools: list[RedisPool] = []
+        for n in range(1, len(self._numbered)):
+            full, readonly = self._database_grants(address.db + n)
+            self._numbered_pools += [full.pool, readonly.pool]
+            self._grants[database_token(token, n).encode()] = full
+            self._grants[database_token(readonly_token, n).encode()] = readonly
+        #: Tokens of the devserver itself (emulated databases must not take them).
+        self._own_tokens = frozenset(self._grants)
         #: Databases of the management emulation: Redis db index -> (token, read-only token,
         #: their grants).
         self._tenants: dict[int, tuple[bytes, bytes, Grant, Grant]] = {}
@@ -204,11 +254,32 @@ class DevServerApp:
     # -- life cycle -------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Create the read-only ACL user. Redis being down is not fatal: requests get 503s."""
+        """Create the read-only ACL user. Redis being down is not fatal: requests get 503s.
+
+        Raises SetupError when Redis has fewer logical databases than the numbered ones need.
+        """
         try:
             await self._ensure_readonly_user()
+            if len(self._numbered) > 1:
+                await self._check_database_count()
         except RedisUnavailable as exc:
             log.warning("cannot prepare Redis yet (%s); requests will be retried against it", exc)
+
+    async def _check_database_count(self) -> None:
+        async with self._full.connection() as conn:
+            (frame,) = await conn.execute(_encode([b"CONFIG", b"GET", b"databases"]), 1)
+        if rest_encoding.is_error_frame(frame):
+            return  # CONFIG refused (a managed Redis): a wrong index fails at its first use
+        items = rest_encoding.array_items(frame)
+        if not items or len(items) != 2:
+            return
+        available = _bulk_int(items[1])
+        if available < self._numbered.stop:
+            raise SetupError(
+                f"--databases {len(self._numbered)} needs Redis logical databases "
+                f"{self._numbered.start}..{self._numbered.stop - 1}, but this redis-server has "
+                f"{available} (set `databases {self._numbered.stop}` in its configuration)"
+            )
 
     async def aclose(self, *, forget_readonly_password: bool) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(HOUSEKEEPING_TIMEOUT_S):
@@ -217,6 +288,8 @@ class DevServerApp:
                     await self._acl_setuser("<" + self._ro_password)
             await self._full.aclose()
             await self._readonly.aclose()
+            for pool in self._numbered_pools:
+                await pool.aclose()
             for _, _, full, readonly in self._tenants.values():
                 await full.pool.aclose()
                 await readonly.pool.aclose()
@@ -244,16 +317,22 @@ class DevServerApp:
     def free_db_index(self) -> int | None:
         """A Redis logical database no emulated database uses (None: all taken)."""
         for index in TENANT_DB_INDEXES:
-            if index != self._address.db and index not in self._tenants:
+            if index not in self._numbered and index not in self._tenants:
                 return index
         return None
 
     def add_database(self, index: int, token: str, readonly_token: str) -> None:
         """Serve Redis logical database `index` to these two tokens (call `flush_db` too)."""
-        if index in self._tenants or index == self._address.db:
+        if index in self._tenants or index in self._numbered:
             raise ValueError(f"Redis database {index} is already in use")
+        full, readonly = self._database_grants(index)
+        self._tenants[index] = (b"", b"", full, readonly)
+        self.set_database_tokens(index, token, readonly_token)
+
+    def _database_grants(self, index: int) -> tuple[Grant, Grant]:
+        """Fresh pools (standard, read-only) on Redis logical database `index`."""
         address = dataclasses.replace(self._address, db=index)
-        full = Grant(Role.FULL, RedisPool(address, self.config.redis_pool_size))
+        full = Grant(Role.FULL, RedisPool(address, self.config.redis_pool_size), db=str(index))
         readonly = Grant(
             Role.READONLY,
             RedisPool(
@@ -261,17 +340,15 @@ class DevServerApp:
                 self.config.redis_pool_size,
                 on_handshake_error=self._repair_readonly_user,
             ),
+            db=str(index),
         )
-        self._tenants[index] = (b"", b"", full, readonly)
-        self.set_database_tokens(index, token, readonly_token)
+        return full, readonly
 
     def set_database_tokens(self, index: int, token: str, readonly_token: str) -> None:
         """New tokens for an emulated database: the old ones are refused from now on."""
         old_token, old_readonly, full, readonly = self._tenants[index]
         new_token, new_readonly = token.encode(), readonly_token.encode()
-        if new_token == new_readonly or (
-            {new_token, new_readonly} & {self._token, self._readonly_token}
-        ):
+        if new_token == new_readonly or ({new_token, new_readonly} & self._own_tokens):
             raise ValueError(
                 "the tokens of a database must differ from each other and the devserver's"
             )
@@ -309,9 +386,9 @@ class DevServerApp:
 
     def stats_dict(self) -> dict[str, object]:
         data: dict[str, object] = dict(self.stats.as_dict())
-        data["redis_connections_open"] = (
-            self._full.open_connections + self._readonly.open_connections
-        )
+        pools = [self._full, self._readonly, *self._numbered_pools]
+        pools += [grant.pool for _, _, *grants in self._tenants.values() for grant in grants]
+        data["redis_connections_open"] = sum(pool.open_connections for pool in pools)
         data["faults_injected"] = dict(self.faults.counts)
         return data
 
@@ -443,14 +520,18 @@ class DevServerApp:
     async def _single(self, args: list[bytes], role: Grant, b64: bool, resp2: bool) -> Response:
         self.stats.single_commands += 1
         self.stats.commands += 1
+        self.stats.count_command(args[0], role.db)
         try:
-            block_s = policy.check_command(args)
+            todo, block_s = policy.plan(args)
         except policy.Refused as exc:
             if resp2:
                 return Response(200, encode_error(str(exc)), OCTET)
             return json_error(400, str(exc))
-        async with role.pool.connection() as conn:
-            (frame,) = await conn.execute(_encode(args), 1, REDIS_REPLY_TIMEOUT_S + block_s)
+        if isinstance(todo, bytes):
+            frame = todo  # answered without Redis (policy.plan)
+        else:
+            async with role.pool.connection() as conn:
+                (frame,) = await conn.execute(_encode(todo), 1, REDIS_REPLY_TIMEOUT_S + block_s)
         if resp2:
             return Response(200, frame, OCTET)  # errors too: 200 with the -ERR frame
         if rest_encoding.is_error_frame(frame):
@@ -464,28 +545,30 @@ class DevServerApp:
         self.stats.commands += len(commands)
         if not commands:
             raise rest_encoding.BadRequest("ERR empty pipeline: send at least one command")
-        refused: dict[int, str] = {}
+        # Replies not from Redis (refusals, local answers) by position.
+        local: dict[int, bytes] = {}
         payload: list[bytes] = []
         block_s = 0.0
         for i, args in enumerate(commands):
+            self.stats.count_command(args[0], role.db)
             try:
-                block_s += policy.check_command(args)
+                todo, block = policy.plan(args)
             except policy.Refused as exc:
-                refused[i] = str(exc)
+                local[i] = encode_error(str(exc))
                 continue
-            payload.append(_encode(args))
+            if isinstance(todo, bytes):
+                local[i] = todo
+                continue
+            block_s += block
+            payload.append(_encode(todo))
         frames: list[bytes] = []
         if payload:
             async with role.pool.connection() as conn:
                 frames = await conn.execute(
                     b"".join(payload), len(payload), REDIS_REPLY_TIMEOUT_S + block_s
                 )
-        if refused:
-            replies = iter(frames)
-            frames = [
-                encode_error(refused[i]) if i in refused else next(replies)
-                for i in range(len(commands))
-            ]
+        if local:
+            frames = _splice(frames, local, len(commands))
         if resp2:
             return Response(200, b"".join(frames), OCTET)
         return _json(200, [rest_encoding.item_json(frame, b64) for frame in frames])
@@ -495,23 +578,33 @@ class DevServerApp:
         self.stats.commands += len(commands)
         if not commands:
             raise rest_encoding.BadRequest("ERR empty transaction: send at least one command")
+        for args in commands:
+            self.stats.count_command(args[0], role.db)
+        # Local answers (policy.plan) are constants: leaving them out of MULTI keeps it atomic.
+        local: dict[int, bytes] = {}
+        queued: list[bytes] = []
         for i, args in enumerate(commands):
             try:
-                policy.check_command(args)  # blocking commands do not block inside MULTI
+                todo, _ = policy.plan(args)  # blocking commands do not block inside MULTI
             except policy.Refused as exc:
                 return json_error(400, f"{EXECABORT} Command {i}: {exc}")
-        payload = b"".join([_MULTI, *(_encode(args) for args in commands), _EXEC])
+            if isinstance(todo, bytes):
+                local[i] = todo
+            else:
+                queued.append(_encode(todo))
+        payload = b"".join([_MULTI, *queued, _EXEC])
         # The pool lends the connection exclusively, so MULTI..EXEC of concurrent requests
         # never share a connection; a failure closes it (Redis then discards the MULTI).
         async with role.pool.connection() as conn:
-            frames = await conn.execute(payload, len(commands) + 2)
+            frames = await conn.execute(payload, len(queued) + 2)
             if rest_encoding.is_error_frame(frames[0]):
                 conn.broken = True
                 return json_error(400, rest_encoding.error_text(frames[0]))
         exec_frame = frames[-1]
         if rest_encoding.is_error_frame(exec_frame):
             message = rest_encoding.error_text(exec_frame)
-            for i, frame in enumerate(frames[1:-1]):
+            sent = [i for i in range(len(commands)) if i not in local]
+            for i, frame in zip(sent, frames[1:-1], strict=True):
                 if rest_encoding.is_error_frame(frame):
                     message = f"{message} Command {i}: {rest_encoding.error_text(frame)}"
                     break
@@ -519,6 +612,8 @@ class DevServerApp:
         items = rest_encoding.array_items(exec_frame)
         if items is None:
             return json_error(400, f"{EXECABORT} (EXEC returned nil)")
+        if local:
+            items = _splice(items, local, len(commands))
         return _json(200, [rest_encoding.item_json(frame, b64) for frame in items])
 
     # -- SSE and internal endpoints ---------------------------------------------------------
@@ -555,6 +650,7 @@ class DevServerApp:
             )
         except sse_endpoints.SseRefused as exc:
             return json_error(400, str(exc))
+        self.stats.count_command(kind.upper().encode(), role.db)
         return stream.response()
 
     def _internal(self, req: Request, segments: list[bytes], role: Grant) -> Response:
@@ -575,6 +671,21 @@ class DevServerApp:
             "ERR unknown devserver endpoint: use GET /_devserver/stats, "
             "POST /_devserver/reset-stats or GET/POST /_devserver/faults",
         )
+
+
+def _splice(frames: list[bytes], local: dict[int, bytes], total: int) -> list[bytes]:
+    """Redis' reply frames with the local ones put back at their positions."""
+    replies = iter(frames)
+    return [local[i] if i in local else next(replies) for i in range(total)]
+
+
+def _bulk_int(frame: bytes) -> int:
+    """The integer inside a RESP bulk string frame (`$2\r\n16\r\n` -> 16); 0 if not one."""
+    _, _, rest = frame.partition(b"\r\n")
+    try:
+        return int(rest.rstrip(b"\r\n") or 0)
+    except ValueError:
+        return 0
 
 
 def _too_large(exc: RequestTooLarge) -> Response:
@@ -602,7 +713,10 @@ async def run_devserver(
     readonly_token = config.readonly_token or generate_token()
     async with contextlib.AsyncExitStack() as stack:
         if config.redis_url is None:
-            process = await stack.enter_async_context(RedisServerProcess())
+            redis_args: tuple[str, ...] = ()
+            if config.databases > REDIS_DEFAULT_DATABASES:
+                redis_args = ("--databases", str(config.databases))
+            process = await stack.enter_async_context(RedisServerProcess(extra_args=redis_args))
             redis_url = process.url
         else:
             redis_url = config.redis_url
@@ -646,9 +760,11 @@ async def run_devserver(
             redis_url=address.display,
             token=token,
             readonly_token=readonly_token,
-            token_generated=config.token is None,
-            readonly_token_generated=config.readonly_token is None,
+            # `not`: an empty token is generated too (it was reported as given).
+            token_generated=not config.token,
+            readonly_token_generated=not config.readonly_token,
             management_url=management_url,
+            databases=max(1, config.databases),
         )
         try:
             async with trio.open_nursery() as nursery:

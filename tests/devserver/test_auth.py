@@ -90,7 +90,7 @@ def test_readonly_token_reads(ro: httpx.Client, flush_redis: redis.Redis) -> Non
         ["SCAN", "0"],
         ["PUBLISH", "ch", "msg"],
         ["EVAL", "return 1", "0"],
-        ["CONFIG", "GET", "maxmemory"],
+        ["CONFIG", "SET", "notify-keyspace-events", "KEA"],
     ],
 )
 def test_readonly_token_refusals_are_redis_noperm(
