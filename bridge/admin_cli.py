@@ -1,4 +1,4 @@
-"""`resp-bridge admin`, `resp-bridge db` and `resp-bridge team`: the operator's command line.
+"""`resp-bridge admin`, `db`, `team`, `kafka` and `qstash`: the operator's command line.
 
 - `admin` is a client of a running bridge's admin socket (`bridge.server.admin`): it sends one
   command in RESP3 (`HELLO 3` first, so maps stay maps) and prints a table for people or, with
@@ -6,10 +6,12 @@
 - `db` / `team` call the management APIs directly from this process, with the same
   configuration sources as `serve` (flags > env > config file), through the same operation
   table as the admin socket's `DB` / `TEAM` (`bridge.upstream.management_ops`).
+- `kafka` / `qstash` do the same for the Upstash developer API's Kafka and QStash groups
+  (the admin socket's `KAFKA` / `QSTASH`); their help spells each operation as typed here.
 
 Exit codes: 0 success, 1 the command failed (the error is printed on stderr), 2 usage error or
-no bridge on the admin socket. Secrets are never printed, except database credentials with an
-explicit `db --show-secrets`.
+no bridge on the admin socket. Secrets are never printed, except credentials with an explicit
+`--show-secrets` (db, kafka, qstash).
 """
 
 from __future__ import annotations
@@ -442,3 +444,129 @@ def _management_command(group: str) -> click.Command:
 
 db = _management_command("DB")
 team = _management_command("TEAM")
+
+
+# -- resp-bridge kafka / qstash ---------------------------------------------------------------
+
+#: Flags of `kafka` / `qstash` also understood after the operation's words.
+_TRAILING_FLAGS = ("--yes", "--json", "--show-secrets")
+
+
+def cli_usage_lines(group: str) -> list[str]:
+    """Each operation as the command line spells it (`cluster create <name> ...`; destructive
+    ones with `--yes`), its summary indented on the next line."""
+    from bridge.upstream.management_ops import OPERATIONS, UPSTASH
+
+    lines = []
+    for op in OPERATIONS:
+        call = op.call(UPSTASH)
+        if op.group != group or call is None:
+            continue
+        lines.append(f"{'--yes ' if op.destructive else ''}{op.name.lower()} {call.usage}".strip())
+        lines.append(f"    {op.summary}")
+    return lines
+
+
+def _upstash_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="TOML config file (same keys as serve: upstash_email, upstash_api_key, ...).",
+        ),
+        click.option(
+            "--upstash-email", default=None, help="Upstash account email [env: UPSTASH_EMAIL]."
+        ),
+        click.option(
+            "--upstash-api-url",
+            default=None,
+            help="Upstash developer API base URL [default: https://api.upstash.com]. The API "
+            "key comes from UPSTASH_API_KEY or the config file.",
+        ),
+        click.option("--yes", is_flag=True, help="Confirm a destructive operation."),
+        click.option(
+            "--show-secrets",
+            is_flag=True,
+            help="Print passwords, tokens and connector credentials (masked by default).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _upstash_command(
+    group: str, what: str, shape: str, example: str, notes: str = ""
+) -> click.Command:
+    lines = "\n  ".join(cli_usage_lines(group))
+    name = group.lower()
+    doc = (
+        f"Manage {what} through the Upstash developer API (directly, not through a bridge).\n\n"
+        f"{shape} and its arguments as below (case-insensitive); destructive operations need "
+        f"--yes.{notes}\n\n"
+        f"\b\n  {lines}\n\n"
+        f"\b\nExample:\n  {example}"
+    )
+
+    @click.command(
+        name,
+        help=doc,
+        context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    )
+    @_upstash_options
+    @click.argument("operation", nargs=-1, type=click.UNPROCESSED)
+    def command(
+        config_file: str | None,
+        upstash_email: str | None,
+        upstash_api_url: str | None,
+        yes: bool,
+        show_secrets: bool,
+        as_json: bool,
+        operation: tuple[str, ...],
+    ) -> None:
+        words = [w for w in operation if w not in _TRAILING_FLAGS]
+        yes = yes or "--yes" in operation
+        show_secrets = show_secrets or "--show-secrets" in operation
+        as_json = as_json or "--json" in operation
+        if not words or words[-1].upper() == "HELP":
+            click.echo("\n".join(cli_usage_lines(group)))
+            return
+        config = management_config(
+            config_file,
+            upstash_email=upstash_email,
+            upstash_api_url=upstash_api_url,
+            enterprise_url=None,
+            enterprise_user=None,
+            ca_file=None,
+            insecure=False,
+        )
+        run_management_cli(
+            group,
+            words,
+            config=config,
+            provider="upstash",
+            yes=yes,
+            show_secrets=show_secrets,
+            as_json=as_json,
+        )
+
+    return command
+
+
+kafka = _upstash_command(
+    "KAFKA",
+    "Upstash Kafka: clusters, topics, credentials, connectors and their stats",
+    "OBJECT OPERATION",
+    "resp-bridge kafka cluster create events eu-west-1 multizone",
+    " Ids are the API's (from a list); name=value arguments go in any order; times are ms "
+    "(or 30s, 15m, 12h, 7d), sizes bytes (or 512K, 10M, 1G), -1 the highest the cluster allows.",
+)
+qstash = _upstash_command(
+    "QSTASH",
+    "the QStash user of the Upstash account",
+    "OPERATION",
+    "resp-bridge qstash --show-secrets user",
+)

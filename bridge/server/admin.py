@@ -218,6 +218,15 @@ class AdminServer:
                 "TEAM", "TEAM <op> ...", "Upstash teams (TEAM HELP lists the operations)",
                 self._team, acts=True,
             ),
+            AdminCommand(
+                "KAFKA", "KAFKA <object> <op> ...",
+                "Upstash Kafka clusters, topics, credentials, connectors (KAFKA HELP)",
+                lambda words, peer: self._management("KAFKA", words), acts=True,
+            ),
+            AdminCommand(
+                "QSTASH", "QSTASH <op>", "the Upstash QStash user and token (QSTASH HELP)",
+                lambda words, peer: self._management("QSTASH", words), acts=True,
+            ),
             AdminCommand("PING", "PING", "+PONG", self._ping),
             AdminCommand("HELLO", "HELLO [2|3]", "choose RESP2 or RESP3 replies", self._hello),
             AdminCommand("QUIT", "QUIT", "close this admin connection", self._quit),
@@ -375,7 +384,7 @@ class AdminServer:
 
     async def _help(self, words: list[str], peer: _Peer) -> Any:
         lines = [f"{c.usage}  -- {c.summary}" for c in self.commands.values()]
-        lines += ["", "Database management (DB/TEAM; destructive ones end with CONFIRM):"]
+        lines += ["", "Management (DB/TEAM/KAFKA/QSTASH; destructive ones end with CONFIRM):"]
         lines += management_ops.help_lines() + DB_USE_HELP
         return lines
 

@@ -16,6 +16,7 @@ on whichever async library calls it).
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -43,7 +44,7 @@ STATUS_HINTS: Mapping[int, str] = {
     400: "bad request: the API refused the parameters",
     401: "unauthorized: the credentials were refused",
     403: "forbidden: these credentials may not do this (role or plan)",
-    404: "not found: no such database, team or endpoint (check the id)",
+    404: "not found: no such database, team, Kafka object or endpoint (check the id)",
     405: "method not allowed: this API version does not offer that operation",
     406: "not acceptable: the API could not answer in JSON",
     409: "conflict: the object is busy or already exists; retry once it settles",
@@ -78,16 +79,47 @@ def is_secret_key(key: str) -> bool:
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
+#: Credentials inside strings (Kafka connector properties such as `connection.uri` or
+#: `sasl.jaas.config`, and error messages quoting them): a URL's password, `password=...`.
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^@\s/]+@")
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,\"']+)"
+)
+#: Values masked by key shorter than this are not searched for elsewhere (too common).
+MIN_SCRUBBED_CHARS = 8
+
+
 def redact_secrets(value: Any) -> Any:
-    """The JSON value with every credential-like key's value masked (recursively)."""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if is_secret_key(str(k)) and v not in (None, "") else redact_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_secrets(v) for v in value]
-    return value
+    """The JSON value with every credential-like key's value masked (recursively), and in
+    every string the credentials it embeds and the values masked elsewhere in it."""
+    found: list[str] = []
+
+    def by_key(item: Any) -> Any:
+        if isinstance(item, dict):
+            out = {}
+            for k, v in item.items():
+                if is_secret_key(str(k)) and v not in (None, ""):
+                    out[k] = MASK
+                    if isinstance(v, str) and len(v) >= MIN_SCRUBBED_CHARS:
+                        found.append(v)
+                else:
+                    out[k] = by_key(v)
+            return out
+        if isinstance(item, list):
+            return [by_key(v) for v in item]
+        return item
+
+    def in_text(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {k: in_text(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [in_text(v) for v in item]
+        if isinstance(item, str) and item != MASK:
+            text = _URL_PASSWORD.sub(rf"\1:{MASK}@", scrub(item, found))
+            return _SECRET_PAIR.sub(rf"\1\2{MASK}", text)
+        return item
+
+    return in_text(by_key(value))
 
 
 def scrub(text: str, secrets: Sequence[str | None]) -> str:

@@ -1,10 +1,11 @@
-"""Database management commands: the operation table and the one entry point
-(`run_management`) used by the admin socket and the CLI.
+"""Management commands: the operation table and the one entry point (`run_management`) used
+by the admin socket and the CLI.
 
-- `OPERATIONS`: the admin commands `DB ...` / `TEAM ...` and `resp-bridge db|team ...` as data
-  (name, parameters, which provider method implements it, destructive or not). HELP, usage
-  errors and the README's table come from it.
-- `open_client` builds the provider's client (`upstash_api`: Upstash developer API;
+- `OPERATIONS`: the admin commands `DB ...` / `TEAM ...` / `KAFKA <object> ...` / `QSTASH ...`
+  and `resp-bridge db|team|kafka|qstash ...` as data (name, parameters, which provider method
+  implements it, destructive or not). HELP, usage errors and the README's table come from it.
+- `open_client` builds the provider's client (`upstash_kafka_qstash`: the whole Upstash
+  developer API, databases and teams from `upstash_api`, plus Kafka and QStash;
   `enterprise_api`: Redis Enterprise Software REST API) from the configuration; both build on
   `api_client`, which holds the HTTP client, its errors and credential masking. Results are
   plain JSON values with secrets masked by key unless asked for.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 
 from bridge.upstream.api_client import (
     MASK,
@@ -31,7 +33,7 @@ from bridge.upstream.api_client import (
     scrub,
 )
 from bridge.upstream.enterprise_api import EnterpriseAPI
-from bridge.upstream.upstash_api import UpstashAPI
+from bridge.upstream.upstash_kafka_qstash import CLEANUP_POLICIES, PERMISSIONS, KafkaQStashAPI
 
 if TYPE_CHECKING:
     from bridge.config import BridgeConfig
@@ -69,8 +71,10 @@ CONFIRM = "CONFIRM"
 @dataclass(frozen=True, slots=True)
 class Call:
     """A provider method and its parameters: `name` required, `[name]` optional, `name...`
-    one or more. Typed by name: `on|off` and `copy_cc` are booleans, `tls|notls` too,
-    `memory_size` an integer (bytes, K/M/G suffixes allowed)."""
+    one or more, `[name=kind]` optional and given as `name=value` anywhere among the words.
+    Typed by name: `on|off` and `copy_cc` are booleans, `tls|notls` and
+    `multizone|single-zone` too, `memory_size` an integer (bytes, K/M/G suffixes allowed),
+    `property=value...` an object (`key=value` words or a JSON object)."""
 
     method: str
     params: tuple[str, ...] = ()
@@ -182,9 +186,134 @@ OPERATIONS: tuple[Operation, ...] = (
         upstash=Call("remove_member", ("team_id", "email")),
         destructive=True,
     ),
+    # -- Upstash Kafka: KAFKA <object> <operation> (objects: KAFKA_OBJECTS) --
+    Operation(
+        "KAFKA", "CLUSTER LIST", "list the Kafka clusters", upstash=Call("list_kafka_clusters")
+    ),
+    Operation(
+        "KAFKA", "CLUSTER INFO", "details of one cluster (password masked)",
+        upstash=Call("get_kafka_cluster", ("cluster_id",)),
+    ),
+    Operation(
+        "KAFKA", "CLUSTER CREATE", "create a cluster (region eu-west-1 or us-east-1)",
+        upstash=Call("create_kafka_cluster", ("name", "region", "[multizone|single-zone]")),
+    ),
+    Operation(
+        "KAFKA", "CLUSTER RENAME", "rename a cluster",
+        upstash=Call("rename_kafka_cluster", ("cluster_id", "name")),
+    ),
+    Operation(
+        "KAFKA", "CLUSTER RESET-PASSWORD", "new cluster password (the old one stops working)",
+        upstash=Call("reset_kafka_password", ("cluster_id",)),
+        destructive=True,
+    ),
+    Operation(
+        "KAFKA", "CLUSTER DELETE", "delete a cluster, its topics, credentials and connectors",
+        upstash=Call("delete_kafka_cluster", ("cluster_id",)),
+        destructive=True,
+    ),
+    Operation(
+        "KAFKA", "TOPIC LIST", "list the topics of a cluster",
+        upstash=Call("list_kafka_topics", ("cluster_id",)),
+    ),
+    Operation(
+        "KAFKA", "TOPIC INFO", "details of one topic",
+        upstash=Call("get_kafka_topic", ("topic_id",)),
+    ),
+    Operation(
+        "KAFKA", "TOPIC CREATE",
+        "create a topic; settings omitted are -1 (the highest the cluster allows), the "
+        "cleanup policy delete; times in ms (or 30s/15m/12h/7d), sizes in bytes (or K/M/G)",
+        upstash=Call("create_kafka_topic", (
+            "cluster_id", "name", "partitions", "[cleanup_policy=delete|compact]",
+            "[retention_time=ms]", "[retention_size=bytes]", "[max_message_size=bytes]",
+        )),
+    ),
+    Operation(
+        "KAFKA", "TOPIC RECONFIGURE", "change a topic's retention and message size (one or more)",
+        upstash=Call("reconfigure_kafka_topic", (
+            "topic_id", "[retention_time=ms]", "[retention_size=bytes]",
+            "[max_message_size=bytes]",
+        )),
+    ),
+    Operation(
+        "KAFKA", "TOPIC DELETE", "delete a topic and its messages",
+        upstash=Call("delete_kafka_topic", ("topic_id",)),
+        destructive=True,
+    ),
+    Operation(
+        "KAFKA", "CREDENTIAL LIST", "list the credentials (all clusters; not the default one)",
+        upstash=Call("list_kafka_credentials"),
+    ),
+    Operation(
+        "KAFKA", "CREDENTIAL CREATE", "create a credential for one topic, permissions ALL, "
+        "PRODUCE or CONSUME (password masked)",
+        upstash=Call("create_kafka_credential", ("cluster_id", "name", "topic", "permissions")),
+    ),
+    Operation(
+        "KAFKA", "CREDENTIAL DELETE", "delete a credential (its clients are refused)",
+        upstash=Call("delete_kafka_credential", ("credential_id",)),
+        destructive=True,
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR LIST", "list the connectors of a cluster",
+        upstash=Call("list_kafka_connectors", ("cluster_id",)),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR INFO", "details of one connector (credentials in properties masked)",
+        upstash=Call("get_kafka_connector", ("connector_id",)),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR CREATE", "create a connector; properties as key=value words "
+        "(connector.class=... required) or one JSON object",
+        upstash=Call("create_kafka_connector", ("cluster_id", "name", "property=value...")),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR RECONFIGURE", "change the given properties of a connector",
+        upstash=Call("reconfigure_kafka_connector", ("connector_id", "property=value...")),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR RESTART", "restart a connector",
+        upstash=Call("restart_kafka_connector", ("connector_id",)),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR START", "start a paused connector",
+        upstash=Call("start_kafka_connector", ("connector_id",)),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR PAUSE", "pause a connector",
+        upstash=Call("pause_kafka_connector", ("connector_id",)),
+    ),
+    Operation(
+        "KAFKA", "CONNECTOR DELETE", "delete a connector",
+        upstash=Call("delete_kafka_connector", ("connector_id",)),
+        destructive=True,
+    ),
+    Operation(
+        "KAFKA", "STATS CLUSTER", "a cluster's usage: latest value of each series, monthly totals",
+        upstash=Call("kafka_cluster_stats", ("cluster_id",)),
+    ),
+    Operation(
+        "KAFKA", "STATS TOPIC", "a topic's usage: latest value of each series, monthly totals",
+        upstash=Call("kafka_topic_stats", ("topic_id",)),
+    ),
+    # -- QStash --
+    Operation(
+        "QSTASH", "USER", "the QStash user: limits, state (password and token masked)",
+        upstash=Call("qstash_user"),
+    ),
+    Operation(
+        "QSTASH", "ROTATE-TOKEN", "new QStash token and password (the old ones stop working)",
+        upstash=Call("rotate_qstash_token"),
+        destructive=True,
+    ),
 )  # fmt: skip
 _BY_NAME = {(op.group, op.name): op for op in OPERATIONS}
-GROUPS = ("DB", "TEAM")
+GROUPS = ("DB", "TEAM", "KAFKA", "QSTASH")
+#: Groups whose operations are two words, an object and a verb (`KAFKA TOPIC CREATE`).
+KAFKA_OBJECTS = ("CLUSTER", "TOPIC", "CREDENTIAL", "CONNECTOR", "STATS")
+#: Groups only the Upstash developer API offers: they never default to Redis Enterprise.
+UPSTASH_GROUPS = ("KAFKA", "QSTASH")
 
 
 def help_lines(group: str | None = None) -> list[str]:
@@ -222,29 +351,132 @@ def _size(value: str) -> int:
     return size
 
 
+#: Units of the Kafka settings given as `name=value` (plain numbers are ms or bytes).
+_MS_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_BYTE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+#: Parameters that must not be empty (ids and names).
+_NON_EMPTY = (
+    "id", "uid", "team_id", "name", "email", "cluster_id", "topic_id", "credential_id",
+    "connector_id", "topic",
+)  # fmt: skip
+
+
+def _integer(name: str, value: str, units: dict[str, int], *, highest: bool) -> int:
+    """An integer with an optional unit suffix; -1 (the highest possible) if `highest`."""
+    text = value.strip().lower()
+    if highest and text == "-1":
+        return -1
+    number, factor = text, 1
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            number, factor = text[: -len(unit)], units[unit]
+            break
+    if not number.isdigit() or int(number) <= 0:
+        allowed = "a positive number"
+        if units:
+            allowed += f" ({', '.join(units)} suffixes)"
+        if highest:
+            allowed += " or -1 (the highest possible)"
+        raise ManagementUsageError(f"{name}: expected {allowed}, got {value!r}")
+    return int(number) * factor
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> str:
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise ManagementUsageError(f"{name}: expected {' or '.join(choices)}, got {value!r}")
+
+
+def _properties(words: Sequence[str]) -> dict[str, Any]:
+    """Connector properties from `key=value` words and/or JSON object words."""
+    properties: dict[str, Any] = {}
+    for word in words:
+        if word.lstrip().startswith("{"):
+            try:
+                value = orjson.loads(word)
+            except orjson.JSONDecodeError as exc:
+                raise ManagementUsageError(f"properties: not a JSON object ({exc})") from None
+            if not isinstance(value, dict):
+                raise ManagementUsageError("properties: expected a JSON object")
+            properties.update(value)
+            continue
+        key, sep, item = word.partition("=")
+        if not sep or not key.strip():
+            raise ManagementUsageError(
+                f"property: expected key=value (e.g. connector.class=...), got {word!r}"
+            )
+        properties[key.strip()] = item
+    return properties
+
+
 def _convert(param: str, value: str) -> Any:
-    name = param.strip("[]").removesuffix("...")
+    name = param.strip("[]").removesuffix("...").partition("=")[0]
     if name in ("on|off", "copy_cc", "tls|notls"):
         return _bool(name, value)
+    if name == "multizone|single-zone":
+        if value.lower() in ("multizone", "multi-zone"):
+            return True
+        if value.lower() in ("single-zone", "singlezone"):
+            return False
+        return _bool("multizone", value)
     if name == "memory_size":
         return _size(value)
-    if name in ("id", "uid", "team_id", "name", "email") and not value.strip():
+    if name == "partitions":
+        return _integer(name, value, {}, highest=False)
+    if name == "retention_time":
+        return _integer(name, value, _MS_UNITS, highest=True)
+    if name in ("retention_size", "max_message_size"):
+        return _integer(name, value.removesuffix("b").removesuffix("B"), _BYTE_UNITS, highest=True)
+    if name == "cleanup_policy":
+        return _choice(name, value, CLEANUP_POLICIES)
+    if name == "permissions":
+        return _choice(name, value, PERMISSIONS)
+    if name in _NON_EMPTY and not value.strip():
         raise ManagementUsageError(f"{name}: must not be empty")
     if name == "role" and value.lower() not in ("admin", "dev", "finance"):
         raise ManagementUsageError(f"role: expected admin, dev or finance, got {value!r}")
     return value.lower() if name == "role" else value
 
 
+def _keyword(param: str) -> str | None:
+    """`retention_time` for `[retention_time=ms]`; None for other parameters."""
+    if param.startswith("[") and "=" in param and not param.endswith("..."):
+        return param.strip("[]").partition("=")[0]
+    return None
+
+
 def bind_arguments(op: Operation, call: Call, args: Sequence[str]) -> list[Any]:
-    """Positional values for `call` from the words after the operation name."""
+    """Positional values for `call` from the words after the operation name (`name=value`
+    words first taken by the parameters of that name)."""
     usage = f"usage: {op.usage(None)}"
     values: list[Any] = []
     rest = list(args)
+    given: dict[str, str] = {}
+    names = [k for k in map(_keyword, call.params) if k is not None]
+    if names:
+        positional = []
+        for word in rest:
+            key, sep, value = word.partition("=")
+            if sep and key.lower() in names:
+                if key.lower() in given:
+                    raise ManagementUsageError(f"{key.lower()} given twice; {usage}")
+                given[key.lower()] = value
+            else:
+                positional.append(word)
+        rest = positional
     for param in call.params:
-        if param.endswith("...]") or param.endswith("..."):
+        keyword = _keyword(param)
+        if keyword is not None:
+            raw = given.get(keyword)
+            values.append(None if raw is None else _convert(param, raw))
+        elif param.endswith("...]") or param.endswith("..."):
             if not rest and not param.startswith("["):
                 raise ManagementUsageError(f"{param.strip('.')} missing; {usage}")
-            values.append([_convert(param, v) for v in rest])
+            if param == "property=value...":
+                values.append(_properties(rest))
+            else:
+                values.append([_convert(param, v) for v in rest])
             rest = []
         elif param.startswith("["):
             if rest:
@@ -278,14 +510,24 @@ def parse_command(
     group = words[0].upper()
     rest = list(words[1:])
     provider = default_provider
-    if rest and rest[0].lower() in PROVIDERS:
+    explicit = bool(rest) and rest[0].lower() in PROVIDERS
+    if explicit:
         provider = rest.pop(0).lower()
     if not rest:
         raise ManagementUsageError(f"{group}: which operation? try {group} HELP")
     name = rest.pop(0).upper()
+    if group == "KAFKA":
+        if name not in KAFKA_OBJECTS:
+            objects = ", ".join(o.lower() for o in KAFKA_OBJECTS)
+            raise ManagementUsageError(f"unknown KAFKA object {name} (one of {objects})")
+        if not rest:
+            raise ManagementUsageError(f"KAFKA {name}: which operation? try KAFKA HELP")
+        name = f"{name} {rest.pop(0).upper()}"
     op = _BY_NAME.get((group, name))
     if op is None:
         raise ManagementUsageError(f"unknown operation {group} {name}; try {group} HELP")
+    if group in UPSTASH_GROUPS and not explicit:
+        provider = UPSTASH
     if op.destructive and rest and rest[-1].upper() == CONFIRM:
         rest.pop()
         confirmed = True
@@ -305,7 +547,7 @@ def parse_command(
     if op.destructive and not confirmed:
         raise ManagementUsageError(
             f"{group} {name} is destructive: repeat it with {CONFIRM} at the end "
-            "(resp-bridge db/team: --yes)"
+            f"(resp-bridge {'db/team' if group in ('DB', 'TEAM') else group.lower()}: --yes)"
         )
     return Request(op, provider, call, values)
 
@@ -331,7 +573,7 @@ def open_client(
                 "the Upstash developer API needs the account email and an API key"
             )
         assert config.upstash_email and config.upstash_api_key
-        return UpstashAPI(
+        return KafkaQStashAPI(
             config.upstash_email,
             config.upstash_api_key,
             base_url=config.upstash_api_url,
@@ -365,7 +607,8 @@ async def run_management(
     show_secrets: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Any:
-    """Parse and run one `DB ...` / `TEAM ...` command; the JSON result, credentials masked
+    """Parse and run one `DB ...` / `TEAM ...` / `KAFKA ...` / `QSTASH ...` command; the JSON
+    result, credentials masked
     unless `show_secrets` (only the CLI offers that, never the admin socket)."""
     request = parse_command(words, default_provider=default_provider(config), confirmed=confirmed)
     client = open_client(config, request.provider, transport=transport)
