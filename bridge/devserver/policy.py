@@ -31,7 +31,8 @@ _USE_SSE = "use the /subscribe or /psubscribe SSE endpoint"
 
 #: Command (upper-case) -> reason it is refused on the REST API.
 REFUSED: dict[bytes, str] = {
-    b"SELECT": "the REST API always uses the configured database",
+    b"SELECT": "each database has its own REST tokens "
+    "(this devserver's database n: <token>.db<n>, with --databases)",
     b"SWAPDB": "it would swap the database every REST request uses",
     b"AUTH": "authenticate with the REST token instead",
     b"HELLO": "the REST API speaks RESP2 to Redis",
