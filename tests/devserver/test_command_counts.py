@@ -50,7 +50,8 @@ async def test_every_form_is_counted_by_name_and_database(
         assert stats["commands_by_db"] == {"0": 9, "1": 3}
         # `commands` counts the REST commands; the maps add one per SSE stream opened.
         assert stats["commands"] == 10
-        assert sum(stats["commands_by_name"].values()) == stats["commands"] + 2
+        by_name: dict[str, int] = stats["commands_by_name"]  # type: ignore[assignment]
+        assert sum(by_name.values()) == stats["commands"] + 2
         server.reset_stats()
         assert server.stats()["commands_by_name"] == {}
         assert server.stats()["commands_by_db"] == {}
