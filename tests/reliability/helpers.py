@@ -1,13 +1,13 @@
-"""Reliability tests (issue 10): faults, load, misbehaving clients, bad input, secrets.
+"""Helpers of the reliability tests: plain functions and classes (no conftest of their own).
 
-Shared helpers, plain functions and classes (this directory has no conftest of its own):
 - `Stack`: starts devservers (each with fresh random tokens) and bridges as subprocesses and
-  stops them; every log file and token it saw is recorded in `RECORDED`, which the last test
-  (`test_zz_no_secrets_in_logs.py`) greps.
+  stops them; every log file and token it saw is recorded in its `recorded`, which
+  `test_no_secrets_in_logs.py` greps after running its own scenarios.
 - `set_faults(dev, ...)`: switches a running devserver's faults (`POST /_devserver/faults`).
 - `RespClient`: a raw-socket RESP client (hiredis parses replies), for what redis-py hides.
 - `LoadDriver`: many raw clients driven by one selector, each sending rounds of pipelined
   commands whose replies are checked one by one against the command that asked for them.
+- `wait_until_served(port)`: waits out a circuit breaker's back-off after faults stop.
 - `report(name, figures)`: prints figures (visible with `pytest -s`) and appends them, one
   JSON line per run, to REPORT_PATH.
 
@@ -40,6 +40,8 @@ from tests.e2e.conftest import BridgeProcess, start_bridge
 REPORT_PATH = os.environ.get("RESP_BRIDGE_RELIABILITY_REPORT", "/tmp/resp-bridge-reliability.jsonl")
 #: Seconds any single HTTP call of a helper may take.
 HTTP_TIMEOUT_S = 10.0
+#: Longest a bridge may take to serve again once the faults stop (breaker back-off).
+RECOVERY_S = 40.0
 
 Command = Sequence[bytes | str | int]
 Checker = Callable[[object], str]
@@ -47,13 +49,10 @@ Checker = Callable[[object], str]
 
 @dataclass
 class Recorded:
-    """Every log file written and every token used by processes these tests started."""
+    """Every log file written and every token used by the processes of one `Stack`."""
 
     logs: list[str] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
-
-
-RECORDED = Recorded()
 
 
 def fresh_token(prefix: str) -> str:
@@ -69,6 +68,7 @@ class Stack:
         self.redis_url = redis_url
         self.devservers: list[DevServerHandle] = []
         self.bridges: list[BridgeProcess] = []
+        self.recorded = Recorded()
 
     def devserver(self, **flags: Any) -> DevServerHandle:
         """A devserver with fresh tokens; `fault_error_rate=0.1` -> `--fault-error-rate 0.1`."""
@@ -76,20 +76,20 @@ class Stack:
         for name, value in flags.items():
             extra += ["--" + name.replace("_", "-"), str(value)]
         token, ro_token = fresh_token("rb-test-token"), fresh_token("rb-test-ro-token")
-        RECORDED.secrets.update((token, ro_token))
+        self.recorded.secrets.update((token, ro_token))
         handle = start_devserver(
             self.redis_url, token=token, readonly_token=ro_token, extra_args=tuple(extra)
         )
-        RECORDED.logs.append(handle.log_path)
+        self.recorded.logs.append(handle.log_path)
         self.devservers.append(handle)
         return handle
 
     def bridge(self, dev: DevServerHandle, *flags: str, token: str | None = None) -> BridgeProcess:
         """A bridge in front of `dev` (with its standard token unless `token` is given)."""
         token = token or dev.token
-        RECORDED.secrets.add(token)
+        self.recorded.secrets.add(token)
         proc = start_bridge(self.tmp_dir, dev.url, token, *flags)
-        RECORDED.logs.append(proc.log_path)
+        self.recorded.logs.append(proc.log_path)
         self.bridges.append(proc)
         return proc
 
@@ -456,3 +456,18 @@ class KeyValueWorkload(Workload):
             commands.append((("GET", key), check_get))
             commands.append((("INCR", f"rb:{self.run_id}:ctr:{cid}"), check_incr))
         return commands
+
+
+def wait_until_served(port: int, deadline_s: float = RECOVERY_S) -> float:
+    """Seconds until a forwarded command succeeds again (the breaker may be backing off)."""
+    started = time.monotonic()
+    client = RespClient(port, timeout_s=deadline_s)
+    try:
+        while True:
+            reply = client.call("GET", "rb:recovery-probe", timeout_s=deadline_s)
+            if error_text(reply) is None:
+                return time.monotonic() - started
+            assert time.monotonic() - started < deadline_s, f"still failing: {reply}"
+            time.sleep(0.1)
+    finally:
+        client.close()

@@ -22,7 +22,7 @@ import pytest
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
-from tests.reliability import (
+from tests.reliability.helpers import (
     NO_FAULTS,
     RespClient,
     Stack,
@@ -31,8 +31,8 @@ from tests.reliability import (
     pack,
     report,
     set_faults,
+    wait_until_served,
 )
-from tests.reliability.test_fault_replies import wait_until_served
 
 #: Upstream deadline of the default-settings bridge (the breaker's own settings are defaults).
 UPSTREAM_TIMEOUT_S = 2.0

@@ -18,7 +18,7 @@ import redis
 
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle, devserver_command
-from tests.reliability import NO_FAULTS, Stack, fresh_token, set_faults
+from tests.reliability.helpers import NO_FAULTS, Stack, fresh_token, set_faults
 
 T = 10.0  # seconds: deadline of every HTTP call here
 

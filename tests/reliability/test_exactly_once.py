@@ -22,7 +22,7 @@ import redis
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
-from tests.reliability import (
+from tests.reliability.helpers import (
     NO_FAULTS,
     NOT_RUN,
     Checker,
@@ -35,8 +35,8 @@ from tests.reliability import (
     error_text,
     report,
     set_faults,
+    wait_until_served,
 )
-from tests.reliability.test_fault_replies import wait_until_served
 
 UPSTREAM_TIMEOUT_S = 1.0
 ROUND_DEADLINE_S = 4 * (UPSTREAM_TIMEOUT_S + 1.0) + 8.0

@@ -18,15 +18,15 @@ import pytest
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
-from tests.reliability import (
+from tests.reliability.helpers import (
     NO_FAULTS,
     KeyValueWorkload,
     LoadDriver,
     RespClient,
     Stack,
-    error_text,
     report,
     set_faults,
+    wait_until_served,
 )
 
 #: The bridge's upstream deadline in these tests (small, so stalls become timeouts quickly).
@@ -35,8 +35,6 @@ UPSTREAM_TIMEOUT_S = 1.0
 ROUND_DEADLINE_S = 4 * (UPSTREAM_TIMEOUT_S + 1.0) + 8.0
 CLIENTS = 16
 RUN_S = 1.5
-#: Longest the bridge may take to serve again once the faults stop (breaker back-off).
-RECOVERY_S = 40.0
 
 KINDS = {
     "error": {"error_rate": 0.25},
@@ -68,21 +66,6 @@ def stack(
 def pair(stack: Stack) -> tuple[DevServerHandle, BridgeProcess]:
     dev = stack.devserver()
     return dev, stack.bridge(dev, "--upstream-timeout-s", str(UPSTREAM_TIMEOUT_S))
-
-
-def wait_until_served(port: int, deadline_s: float = RECOVERY_S) -> float:
-    """Seconds until a forwarded command succeeds again (the breaker may be backing off)."""
-    started = time.monotonic()
-    client = RespClient(port, timeout_s=deadline_s)
-    try:
-        while True:
-            reply = client.call("GET", "rb:recovery-probe", timeout_s=deadline_s)
-            if error_text(reply) is None:
-                return time.monotonic() - started
-            assert time.monotonic() - started < deadline_s, f"still failing: {reply}"
-            time.sleep(0.1)
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

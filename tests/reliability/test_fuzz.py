@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
-from tests.reliability import (
+from tests.reliability.helpers import (
     NO_FAULTS,
     RespClient,
     Stack,
@@ -38,8 +38,8 @@ from tests.reliability import (
     report,
     rss_kb,
     set_faults,
+    wait_until_served,
 )
-from tests.reliability.test_fault_replies import wait_until_served
 
 SEED = int(os.environ.get("RESP_BRIDGE_FUZZ_SEED", "20261123"))
 CASES = int(os.environ.get("RESP_BRIDGE_FUZZ_CASES", "300"))

@@ -14,7 +14,7 @@ import redis
 
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
-from tests.reliability import RespClient, Stack, error_text
+from tests.reliability.helpers import RespClient, Stack, error_text
 
 
 @pytest.fixture(scope="module")

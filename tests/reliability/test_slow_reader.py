@@ -15,7 +15,7 @@ import redis
 
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
-from tests.reliability import RespClient, Stack, pack, report, rss_kb
+from tests.reliability.helpers import RespClient, Stack, pack, report, rss_kb
 
 BIG_BYTES = 1024 * 1024
 OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024

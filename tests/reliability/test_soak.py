@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.devserver.redis_process import RedisServerProcess
-from tests.reliability import (
+from tests.reliability.helpers import (
     NO_FAULTS,
     KeyValueWorkload,
     LoadDriver,
