@@ -27,7 +27,13 @@ from click.testing import CliRunner
 
 from bridge.admin_cli import AdminClient, AdminCommandError
 from bridge.cli import main
-from bridge.upstream.management_ops import MASK, OPERATIONS
+from bridge.upstream.management_ops import (
+    MASK,
+    OPERATIONS,
+    ManagementUsageError,
+    parse_command,
+    redact_secrets,
+)
 from tests.admin.test_db_use import management_url
 from tests.e2e.conftest import BridgeProcess, start_bridge
 from tests.upstream.test_management import (
@@ -519,3 +525,55 @@ def test_devserver_management_port_serves_kafka_and_qstash(
     assert [c["cluster_id"] for c in json.loads(listed.stdout)] == [cluster["cluster_id"]]
     user = runner.invoke(main, ["qstash", "--upstash-api-url", url, "--json", "user"])
     assert user.exit_code == 0 and json.loads(user.stdout)["customer_id"] == EMAIL
+
+
+# -- units: argument binding and masking inside strings ---------------------------------------
+
+
+def test_arguments_bind_by_name_and_kafka_never_defaults_to_enterprise() -> None:
+    request = parse_command(
+        ["KAFKA", "topic", "create", "cid", "orders", "3", "max_message_size=1M",
+         "RETENTION_TIME=12h"],
+        default_provider="enterprise",
+    )  # fmt: skip
+    assert request.provider == "upstash" and request.call.method == "create_kafka_topic"
+    assert request.values == ["cid", "orders", 3, None, 12 * 3_600_000, None, 2**20]
+    with pytest.raises(ManagementUsageError, match="given twice"):
+        parse_command(
+            ["KAFKA", "TOPIC", "RECONFIGURE", "t", "retention_time=1", "retention_time=2"],
+            default_provider="upstash",
+        )
+    with pytest.raises(ManagementUsageError, match="not available for enterprise"):
+        parse_command(["KAFKA", "ENTERPRISE", "CLUSTER", "LIST"], default_provider="upstash")
+    connector = parse_command(
+        ["KAFKA", "CONNECTOR", "CREATE", "cid", "n", '{"a": 1}', "b=x=y"],
+        default_provider="upstash",
+    )
+    assert connector.values == ["cid", "n", {"a": 1, "b": "x=y"}]
+    zone = parse_command(["KAFKA", "CLUSTER", "CREATE", "n", "us-east-1", "single-zone"],
+                         default_provider=None)  # fmt: skip
+    assert zone.values == ["n", "us-east-1", False]
+
+
+def test_credentials_inside_strings_are_masked() -> None:
+    secret = "hunter2-is-long-enough"
+    value = {
+        "properties": {
+            "connection.password": secret,
+            "sasl.jaas.config": 'PlainLoginModule required username="u" password="pw-9";',
+            "connection.uri": "postgres://app:pw-1@db.example:5432/shop",
+            "connection.url": "jdbc:postgresql://db/shop?user=app&password=pw-2",
+            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        },
+        "state_error_message": f"login failed for app with {secret}",
+        "endpoint": "https://example.upstash.io:443/path",
+    }
+    masked = redact_secrets(value)
+    text = json.dumps(masked)
+    for leaked in (secret, "pw-9", "pw-1", "pw-2"):
+        assert leaked not in text, leaked
+    assert masked["properties"]["connection.uri"] == f"postgres://app:{MASK}@db.example:5432/shop"
+    assert masked["properties"]["connection.url"].endswith(f"user=app&password={MASK}")
+    assert masked["properties"]["connector.class"] == value["properties"]["connector.class"]
+    assert masked["state_error_message"] == f"login failed for app with {MASK}"
+    assert masked["endpoint"] == value["endpoint"]
