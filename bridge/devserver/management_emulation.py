@@ -3,12 +3,14 @@
 A small in-memory model (databases, teams, members; Redis Enterprise bdbs, cluster, nodes)
 behind the documented endpoints and JSON shapes of `spec/upstash-developer-api.txt` (paths
 under `/v2/redis`, `/v2/team(s)`) and the Redis Enterprise REST API (`/v1/bdbs`, `/v2/bdbs`,
-`/v1/cluster`, `/v1/nodes`). It is strict on purpose, so a client bug shows up as a failing
-test: the method must match the path (405 otherwise), Basic credentials must match the
-provider's (401), JSON bodies must be objects with exactly the documented fields of the
-right types (400), unknown ids give 404, Enterprise paths with an unknown version give 505.
-Every request is recorded (method, path, query, body, user; never the password) for tests to
-assert on, and `fail_next(status, text)` makes the next request fail as the real API would.
+`/v1/cluster`, `/v1/nodes`); the Upstash Kafka and QStash groups (`/v2/kafka`, `/v2/qstash`)
+are answered by `kafka_qstash_emulation`, after the same auth check. It is strict on purpose,
+so a client bug shows up as a failing test: the method must match the path (405 otherwise),
+Basic credentials must match the provider's (401), JSON bodies must be objects with exactly the
+documented fields of the right types (400), unknown ids give 404, Enterprise paths with an
+unknown version give 505. Every request is recorded (method, path, query, body, user; never the
+password) for tests to assert on, and `fail_next(status, text)` makes the next request fail as
+the real API would.
 
 Served by `serve_management` on its own listener (HTTP or HTTPS with a given SSL context),
 with the devserver's HTTP/1.1 layer (`bridge.devserver.http_server`). Not a full model: no billing,
