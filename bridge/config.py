@@ -69,7 +69,10 @@ class BridgeConfig:
     response_format: str = _opt(
         "auto", "Upstream reply format for /pipeline: auto (probe at start), resp2 or json."
     )
-    http2: bool = _opt(True, "Use HTTP/2 to https upstreams (multiplexes in-flight requests).")
+    http2: bool = _opt(
+        True,
+        "Deprecated, ignored: commands use HTTP/1.1 keep-alive (measured 5x less CPU than HTTP/2).",
+    )
     max_query_buffer_bytes: int = _opt(
         256 * MB, "Most unparsed bytes buffered per client (Redis: client-query-buffer-limit)."
     )

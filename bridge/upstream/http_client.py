@@ -1,0 +1,480 @@
+"""A lean HTTP/1.1 keep-alive client for the data path: one fixed origin, POST only.
+
+The bridge sends two request shapes to one upstream, with fixed headers; a general-purpose
+stack (httpx → httpcore → h11) spent most of the bridge's CPU per command on flexibility it
+does not use. Here a request is one `bytes` built from a prepared header block, written with
+one `send` on a plain non-blocking socket (trio's SSLStream for HTTPS), and the response is
+parsed by httptools (llhttp, C): Content-Length, chunked and read-until-close bodies.
+
+Connections are kept alive in a small LIFO pool (at most `max_connections`, idle ones expire
+after KEEPALIVE_EXPIRY_S). Every failure maps to the upstream exception tree of
+`bridge.errors`, and its `executed` flag is exact: a request counts as "not executed" only
+when no byte of it can have reached the server (connect/TLS failure, no free connection, or a
+send that failed before any byte was accepted). A reused connection that the server closed
+while idle is detected before writing (a non-blocking peek sees EOF) and replaced
+transparently; any failure after the first byte was written is "may have run".
+
+The header block (which holds the REST token) is only ever written to the socket, never
+formatted into a message or a log line.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+import trio
+
+from bridge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+
+#: Bytes asked of the socket per read.
+RECV_SIZE = 256 * 1024
+#: An idle connection older than this is closed instead of reused (httpx's default too):
+#: servers drop idle keep-alive connections after a while, and reusing one at the moment the
+#: server closes it is the one failure a client cannot classify.
+KEEPALIVE_EXPIRY_S = 5.0
+#: Bodies smaller than this are joined to the head and written with one send.
+_JOIN_BELOW = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """One response: status, lower-case header names (repeats comma-joined), whole body."""
+
+    status: int
+    reason: str
+    headers: dict[bytes, bytes]
+    body: bytes
+
+    def header(self, name: bytes) -> str:
+        """A header's value as text ('' when absent); `name` in lower case."""
+        value = self.headers.get(name)
+        return value.decode("latin-1") if value is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where requests go: scheme, host, port and the URL's path prefix (no trailing '/')."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> Origin:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the upstream URL must be http:// or https:// with a host name")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificate and host name verification always on: the system store, or `ca_file` only."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def header_block(headers: Iterable[tuple[str, str]]) -> bytes:
+    """`Name: value\\r\\n` lines for `HttpClient.post`; refuses values that would split lines."""
+    lines = []
+    for name, value in headers:
+        if any(c in name or c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name!r}: value contains a line break or NUL")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+class _Reader:
+    """httptools callbacks of one connection, reset for each response."""
+
+    __slots__ = ("chunks", "complete", "headers", "headers_done", "reason", "size")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.chunks: list[bytes] = []
+        self.reason = b""
+        self.complete = False
+        self.headers_done = False
+        self.size = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        old = self.headers.get(key)
+        self.headers[key] = value if old is None else old + b", " + value
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class _Connection:
+    """One keep-alive connection: the trio stream, the plain socket under it, its parser."""
+
+    __slots__ = ("origin", "parser", "raw", "reader", "sock", "stream", "used_at")
+
+    def __init__(
+        self, origin: Origin, stream: trio.abc.Stream, sock: socket.socket | None, tls: bool
+    ) -> None:
+        self.origin = origin
+        self.stream = stream
+        #: The stdlib socket: peeked before reuse; read and written directly when not TLS.
+        self.sock = sock
+        self.raw = sock if not tls else None
+        self.reader = _Reader()
+        self.parser = httptools.HttpResponseParser(self.reader)
+        self.used_at = time.monotonic()
+
+    def stale(self, now: float) -> bool:
+        """True if the connection must not be reused: expired, closed by the peer (EOF), or
+        holding unexpected bytes. One non-blocking peek; no byte is consumed."""
+        if now - self.used_at > KEEPALIVE_EXPIRY_S:
+            return True
+        sock = self.sock
+        if sock is None:
+            return True
+        try:
+            sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return True  # EOF (b"") or data nobody asked for
+
+    def close(self) -> None:
+        sock = self.sock
+        self.sock = self.raw = None
+        if sock is not None:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+
+class _SendFailed(Exception):
+    """The request could not be written; `sent` says whether any byte was accepted."""
+
+    def __init__(self, cause: Exception, sent: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sent = sent
+
+
+class HttpClient:
+    """POSTs to one origin over pooled keep-alive HTTP/1.1 connections."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        max_connections: int = 16,
+        ca_file: str | None = None,
+        user_agent: str = "resp-bridge",
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_connections = max(1, max_connections)
+        self._ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None
+        self._user_agent = user_agent
+        self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
+        self._opening = 0
+        self._room = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self.origin = Origin.parse(url)
+        self._fixed = self._fixed_head()
+        #: Connections opened so far (tests and stats read it: reuse means it stays small).
+        self.connections_opened = 0
+
+    def _fixed_head(self) -> bytes:
+        host = self.origin.netloc.encode("idna")
+        return b"Host: " + host + f"\r\nUser-Agent: {self._user_agent}\r\n".encode("ascii")
+
+    def switch(self, url: str) -> None:
+        """Later requests go to `url`; requests in flight finish on their old connection."""
+        self.origin = Origin.parse(url)
+        self._fixed = self._fixed_head()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+        self._room.unpark_all()
+
+    async def aclose(self) -> None:
+        """Close every connection, busy ones too (their requests fail as 'may have run')."""
+        self._closed = True
+        for conn in [*self._idle, *self._busy]:
+            conn.close()
+        self._idle.clear()
+        self._busy.clear()
+        self._room.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+    # -- the request -------------------------------------------------------------------------
+
+    async def post(self, path: str, headers: bytes, body: bytes) -> HttpResponse:
+        """POST `body` to `path` with the prepared `headers` block; the whole response.
+
+        Raises UpstreamUnavailable (not executed), UpstreamTimeout or UpstreamError (may have
+        run), UpstreamProtocolError (the answer is not HTTP we can read).
+        """
+        deadline = trio.current_time() + self.timeout_s
+        head = b"".join(
+            (
+                b"POST ",
+                (self.origin.prefix + path).encode("ascii"),
+                b" HTTP/1.1\r\n",
+                self._fixed,
+                headers,
+                b"Content-Length: ",
+                str(len(body)).encode(),
+                b"\r\n\r\n",
+            )
+        )
+        parts = (head + body,) if len(body) < _JOIN_BELOW else (head, body)
+        acquired = False
+        with trio.CancelScope(deadline=deadline):
+            for attempt in (1, 2):
+                acquired = False
+                conn, reused = await self._acquire()
+                acquired = True
+                ok = False
+                try:
+                    try:
+                        await self._send(conn, parts)
+                    except _SendFailed as exc:
+                        if not exc.sent and reused and attempt == 1:
+                            # The server had closed this idle connection; nothing of the
+                            # request reached it: one retry on a new connection is safe.
+                            continue
+                        raise self._send_error(exc) from exc.cause
+                    response, ok = await self._receive(conn)
+                    ok = ok and not self._closed
+                    return response
+                finally:
+                    self._release(conn, ok)
+        # The deadline struck: before a connection was ours nothing was sent.
+        if not acquired:
+            raise UpstreamUnavailable(
+                f"PoolTimeout: no upstream connection to {self.origin.netloc} within "
+                f"{self.timeout_s:g}s"
+            )
+        raise UpstreamTimeout(f"ReadTimeout: no complete answer within {self.timeout_s:g}s")
+
+    # -- pool --------------------------------------------------------------------------------
+
+    async def _acquire(self) -> tuple[_Connection, bool]:
+        """A live pooled connection (reused=True) or a new one, waiting while all are busy."""
+        while True:
+            if self._closed:
+                raise UpstreamUnavailable("the upstream client is closed")
+            now = time.monotonic()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.origin is not self.origin or conn.stale(now):
+                    conn.close()
+                    continue
+                self._busy.add(conn)
+                return conn, True
+            if len(self._busy) + self._opening < self.max_connections:
+                break
+            await self._room.park()
+        self._opening += 1
+        try:
+            conn = await self._open()
+        finally:
+            self._opening -= 1
+        self._busy.add(conn)
+        return conn, False
+
+    def _release(self, conn: _Connection, reusable: bool) -> None:
+        self._busy.discard(conn)
+        if reusable and conn.origin is self.origin and conn.sock is not None:
+            conn.used_at = time.monotonic()
+            conn.reader.reset()
+            self._idle.append(conn)
+        else:
+            conn.close()
+        self._room.unpark()
+
+    async def _open(self) -> _Connection:
+        origin = self.origin
+        try:
+            with trio.fail_after(self.connect_timeout_s):
+                tcp = await trio.open_tcp_stream(origin.host, origin.port)
+                sock = _plain_socket(tcp)
+                stream: trio.abc.Stream = tcp
+                if origin.tls:
+                    if self._ssl is None:
+                        self._ssl = tls_context(self._ca_file)
+                    tls = trio.SSLStream(
+                        tcp, self._ssl, server_hostname=origin.host, https_compatible=True
+                    )
+                    try:
+                        await tls.do_handshake()
+                    except BaseException:
+                        await trio.aclose_forcefully(tcp)
+                        raise
+                    stream = tls
+        except trio.TooSlowError:
+            raise UpstreamUnavailable(
+                f"ConnectTimeout: no connection to {origin.netloc} within "
+                f"{self.connect_timeout_s:g}s"
+            ) from None
+        except trio.BrokenResourceError as exc:
+            raise UpstreamUnavailable(_tls_failure(origin, exc)) from exc
+        except OSError as exc:
+            raise UpstreamUnavailable(f"ConnectError: {origin.netloc}: {_os_text(exc)}") from exc
+        self.connections_opened += 1
+        return _Connection(origin, stream, sock, origin.tls)
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    async def _send(self, conn: _Connection, parts: tuple[bytes, ...]) -> None:
+        raw = conn.raw
+        if raw is None:  # TLS: once the stream took anything, count it as maybe sent
+            try:
+                for part in parts:
+                    await conn.stream.send_all(part)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise _SendFailed(exc, sent=True) from exc
+            return
+        sent_any = False
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                try:
+                    n = raw.send(view)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(raw)
+                    continue
+                except OSError as exc:
+                    raise _SendFailed(exc, sent=sent_any) from exc
+                sent_any = True
+                view = view[n:]
+
+    async def _receive(self, conn: _Connection) -> tuple[HttpResponse, bool]:
+        """The whole response, and whether the connection may carry another request."""
+        reader = conn.reader
+        parser = conn.parser
+        raw = conn.raw
+        while not reader.complete:
+            try:
+                if raw is not None:
+                    await trio.lowlevel.wait_readable(raw)
+                    try:
+                        data = raw.recv(RECV_SIZE)
+                    except BlockingIOError:
+                        continue
+                else:
+                    data = bytes(await conn.stream.receive_some(RECV_SIZE))
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise UpstreamError(
+                    f"ReadError: connection lost while waiting for the answer: {_os_text(exc)}"
+                ) from exc
+            if not data:
+                if reader.headers_done and _until_close(reader.headers):
+                    return _response(reader, parser), False
+                raise UpstreamError(
+                    "RemoteProtocolError: the upstream closed the connection "
+                    + ("in the middle of the answer" if reader.headers else "without answering")
+                )
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                if reader.complete:  # bytes after the answer: keep it, drop the connection
+                    return _response(reader, parser), False
+                raise UpstreamProtocolError(f"unreadable HTTP answer: {exc}") from exc
+            except httptools.HttpParserUpgrade as exc:
+                raise UpstreamProtocolError("the upstream tried to upgrade the protocol") from exc
+        # (httptools' should_keep_alive() is reset once the message is complete)
+        keep = parser.get_http_version() == "1.1" and not _closes(reader.headers)
+        return _response(reader, parser), keep
+
+    def _send_error(self, exc: _SendFailed) -> UpstreamError:
+        text = f"WriteError: {_os_text(exc.cause)}"
+        if not exc.sent:
+            return UpstreamUnavailable(text)
+        return UpstreamError(text + " (part of the request was sent)")
+
+
+def _response(reader: _Reader, parser: httptools.HttpResponseParser) -> HttpResponse:
+    chunks = reader.chunks
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    status = parser.get_status_code()
+    reason = reader.reason.decode("latin-1", "replace")
+    return HttpResponse(status, reason, reader.headers, body)
+
+
+def _until_close(headers: dict[bytes, bytes]) -> bool:
+    """A body delimited by the end of the connection (no length, not chunked)."""
+    return b"content-length" not in headers and b"transfer-encoding" not in headers
+
+
+def _closes(headers: dict[bytes, bytes]) -> bool:
+    value = headers.get(b"connection")
+    return value is not None and b"close" in value.lower()
+
+
+def _plain_socket(stream: trio.SocketStream) -> socket.socket | None:
+    sock = getattr(stream.socket, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _os_text(exc: BaseException) -> str:
+    """`ECONNREFUSED (Connection refused)`: the errno of `exc` or of what caused it."""
+    cause: BaseException | None = exc
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno is not None):
+        # trio's happy eyeballs raises OSError from a group of attempts: take the last one
+        if isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[-1]
+            continue
+        cause = cause.__cause__ or cause.__context__
+    cause = cause or exc
+    if isinstance(cause, OSError) and cause.errno is not None:
+        name = errno.errorcode.get(cause.errno, str(cause.errno))
+        return f"{name} ({cause.strerror.split(': ')[-1]})" if cause.strerror else name
+    return str(cause or exc) or type(cause or exc).__name__
+
+
+def _tls_failure(origin: Origin, exc: trio.BrokenResourceError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        what = cause.verify_message or cause.reason or str(cause)
+        return (
+            f"TLS certificate of {origin.netloc} not accepted (certificate verify failed: "
+            f"{what}); a private CA is given with --ca-file / ca_file"
+        )
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake with {origin.netloc} failed: {cause.reason or cause}"
+    return f"TLS handshake with {origin.netloc} failed: {_os_text(exc)}"
