@@ -423,6 +423,34 @@ def test_cli_bad_credentials_and_show_secrets(setup: Setup) -> None:
     assert result.exit_code == 0 and result.stdout.strip() == "OK", result.output
 
 
+def test_admin_socket_bad_credentials_and_no_secret_in_the_log(
+    setup: Setup, devserver: Any, tmp_path: Any
+) -> None:
+    drive = admin_driver(setup)
+    cluster_id = new_cluster(drive)
+    drive("KAFKA", "cluster", "reset-password", cluster_id, yes=True)
+    drive("QSTASH", "rotate-token", yes=True)
+    secrets = [setup.model.clusters[cluster_id]["password"], setup.model.qstash_user["token"]]
+    log = setup.bridge.log()
+    assert "admin: KAFKA" in log and all(secret not in log for secret in secrets)
+
+    path = os.path.join(tempfile.mkdtemp(prefix="rb-kq-", dir="/tmp"), "admin.sock")
+    wrong = start_bridge(
+        str(tmp_path), devserver.url, devserver.token, "--admin-socket", path,
+        "--upstash-api-url", setup.served.url,
+        env={"UPSTASH_EMAIL": EMAIL, "UPSTASH_API_KEY": "wrong-key-456"},
+    )  # fmt: skip
+    try:
+        with AdminClient(path) as client, pytest.raises(AdminCommandError) as refused:
+            client.call("KAFKA", "CLUSTER", "LIST")
+    finally:
+        wrong.stop()
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    message = str(refused.value)
+    assert "HTTP 401 unauthorized" in message and "UPSTASH_API_KEY" in message
+    assert "wrong-key-456" not in message + wrong.log()
+
+
 def test_tables_for_people(setup: Setup) -> None:
     drive = cli_driver(setup)
     cluster_id = new_cluster(drive)
@@ -499,6 +527,8 @@ def test_help_lists_every_operation_as_the_cli_spells_it(setup: Setup, group: st
         spelled = f"{'--yes ' if op.destructive else ''}{op.name.lower()} {op.upstash.usage}"
         assert spelled.strip() in text, spelled
         assert op.summary in text
+    helped = CliRunner().invoke(main, [group.lower(), *(["cluster"] * (group == "KAFKA")), "help"])
+    assert helped.exit_code == 0 and ops[0].summary in helped.stdout
     # The admin socket's HELP spells them in its own words (CONFIRM at the end).
     with AdminClient(setup.socket) as client:
         lines = client.call(group, "HELP")
