@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from bridge import __version__, errors
+from bridge import errors
 from bridge.core import commands
+from bridge.core.actions import Forward
+from bridge.core.client_state import ClientState
 from bridge.core.commands import CommandSpec
 from bridge.core.resp import (
     OK,
@@ -30,11 +31,6 @@ from bridge.core.resp import (
     parse_frame,
 )
 from bridge.core.resp3 import encode_resp3
-
-if TYPE_CHECKING:
-    from bridge.core.session import Forward, Session
-
-Result = "tuple[bytes, bool] | Forward"
 
 #: Version announced in HELLO when the upstream's is unknown (feature checks like RQ's need >= 6.2).
 DEFAULT_SERVER_VERSION = "7.2.0"
@@ -57,7 +53,7 @@ STATIC_CONFIG: dict[str, str] = {
 }
 
 
-def run(session: Session, args: list[bytes], spec: CommandSpec) -> tuple[bytes, bool] | Forward:
+def run(session: ClientState, args: list[bytes], spec: CommandSpec) -> tuple[bytes, bool] | Forward:
     handler = _HANDLERS.get(spec.name)
     if handler is None:
         container = spec.name.split("|")[0]
@@ -78,7 +74,7 @@ def _err(text: str) -> tuple[bytes, bool]:
 # -- connection ------------------------------------------------------------------------------
 
 
-def _ping(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _ping(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     if len(args) > 2:
         return _err(errors.wrong_arity("ping"))
     if session.protocol == 2 and session.subscribed:
@@ -87,20 +83,20 @@ def _ping(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_bulk(args[1]) if len(args) == 2 else b"+PONG\r\n")
 
 
-def _echo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _echo(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_bulk(args[1]))
 
 
-def _quit(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _quit(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return OK, True
 
 
-def _reset(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _reset(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     session.reset()
     return _ok(b"+RESET\r\n")
 
 
-def _select(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _select(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     try:
         index = int(args[1])
     except ValueError:
@@ -113,7 +109,7 @@ def _select(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     )
 
 
-def _auth(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _auth(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     if len(args) == 2:
         failure = session.check_password(None, args[1])
     elif len(args) == 3:
@@ -123,7 +119,7 @@ def _auth(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _err(failure) if failure else _ok(OK)
 
 
-def _hello(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _hello(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     proto = session.protocol
     i = 1
     if len(args) > 1:
@@ -158,7 +154,7 @@ def _hello(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     if setname is not None:
         session.name = setname
     session.protocol = proto
-    version = getattr(session.context, "server_version", DEFAULT_SERVER_VERSION)
+    version = session.context.server_version or DEFAULT_SERVER_VERSION
     pairs = [
         (encode_bulk(b"server"), encode_bulk(b"redis")),
         (encode_bulk(b"version"), encode_bulk(version.encode())),
@@ -180,18 +176,18 @@ def _valid_name(name: bytes) -> bool:
     return all(33 <= b <= 126 for b in name)
 
 
-def _client_setname(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_setname(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     if not _valid_name(args[2]):
         return _err(_BAD_NAME)
     session.name = args[2]
     return _ok(OK)
 
 
-def _client_getname(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_getname(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_bulk(session.name) if session.name else encode_null(session.protocol))
 
 
-def _client_setinfo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_setinfo(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     attr = args[2].lower()
     if attr == b"lib-name":
         if not _valid_name(args[3]):
@@ -206,11 +202,11 @@ def _client_setinfo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(OK)
 
 
-def _client_id(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_id(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(session.id))
 
 
-def client_line(session: Session) -> bytes:
+def client_line(session: ClientState) -> bytes:
     """One CLIENT LIST / CLIENT INFO line in Redis 7's format (RQ parses `addr=`)."""
     multi = -1 if session.multi is None else len(session.multi)
     fields = (
@@ -225,11 +221,11 @@ def client_line(session: Session) -> bytes:
     return fields.encode("latin-1") + b"\n"
 
 
-def _client_info(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_info(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_verbatim(client_line(session), session.protocol))
 
 
-def _client_list(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_list(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     wanted: set[int] | None = None
     if len(args) > 2:
         if args[2].lower() == b"id" and len(args) > 3:
@@ -256,11 +252,11 @@ def _client_list(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_verbatim(lines, session.protocol))
 
 
-def _client_ok(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_ok(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(OK)
 
 
-def _client_reply(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_reply(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     mode = args[2].lower()
     if mode == b"on":
         session.reply_mode = "on"
@@ -271,7 +267,7 @@ def _client_reply(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _err("ERR syntax error")
 
 
-def _client_kill(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_kill(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     if len(args) == 3:  # old form: CLIENT KILL addr:port
         target = args[2].decode("latin-1")
         for other in session.context.sessions():
@@ -303,7 +299,7 @@ def _client_kill(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     if i != len(args):
         return _err("ERR syntax error")
 
-    def matches(other: Session) -> bool:
+    def matches(other: ClientState) -> bool:
         return (
             (want_id is None or other.id == want_id)
             and (want_addr is None or other.addr == want_addr)
@@ -317,11 +313,11 @@ def _client_kill(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(killed))
 
 
-def _client_getredir(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_getredir(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(-1))
 
 
-def _client_help(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_help(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     lines = [
         "CLIENT <subcommand> [<arg> ...]. Subcommands handled by resp-bridge are:",
         "ID, INFO, LIST [TYPE normal|pubsub|ID id ...], KILL, GETNAME, SETNAME <name>,",
@@ -333,29 +329,29 @@ def _client_help(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
 # -- COMMAND ---------------------------------------------------------------------------------
 
 
-def _shaped(session: Session, name: str, args: list[bytes], value: object) -> bytes:
+def _shaped(session: ClientState, name: str, args: list[bytes], value: object) -> bytes:
     """A locally built RESP2 value, encoded as Redis would for this client's protocol."""
     if session.protocol == 3:
         return encode_resp3(commands.lookup(name), args, value)
     return encode_resp2(value)
 
 
-def _command(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _command(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     specs = sorted(commands.all_commands(), key=lambda s: s.name)
     value = [commands.command_info_reply(s) for s in specs]
     return _ok(_shaped(session, "command", args, value))
 
 
-def _command_count(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _command_count(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(sum(1 for _ in commands.all_commands())))
 
 
-def _command_list(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _command_list(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     names = sorted(s.name for s in commands.all_commands())
     return _ok(encode_array([encode_bulk(n.encode()) for n in names]))
 
 
-def _command_info(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _command_info(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     if len(args) == 2:
         return _command(session, args)
     out = []
@@ -365,7 +361,7 @@ def _command_info(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(_shaped(session, "command|info", args, out))
 
 
-def _command_docs(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _command_docs(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     specs = (
         [s for s in (commands.lookup(n) for n in args[2:]) if s is not None]
         if len(args) > 2
@@ -380,7 +376,7 @@ def _command_docs(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
 # -- CONFIG GET / INFO -----------------------------------------------------------------------
 
 
-def _config_get(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _config_get(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     found: dict[str, str] = {}
     for pattern in args[2:]:
         pat = pattern.decode("utf-8", "replace").lower()
@@ -391,9 +387,7 @@ def _config_get(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_map(pairs, session.protocol))
 
 
-def _info(session: Session, args: list[bytes]) -> tuple[bytes, bool] | Forward:
-    from bridge.core.session import Forward
-
+def _info(session: ClientState, args: list[bytes]) -> tuple[bytes, bool] | Forward:
     sections = {a.lower() for a in args[1:]}
     if sections == {b"bridge"}:  # ours alone: answered even when the upstream is down
         body = session.context.bridge_info().encode()
@@ -419,7 +413,7 @@ def _info(session: Session, args: list[bytes]) -> tuple[bytes, bool] | Forward:
     return Forward(args, commands.lookup(b"info"), post=post)
 
 
-def _client_trackinginfo(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_trackinginfo(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     pairs = [
         (encode_bulk(b"flags"), encode_array([encode_bulk(b"off")])),
         (encode_bulk(b"redirect"), encode_int(-1)),
@@ -428,29 +422,23 @@ def _client_trackinginfo(session: Session, args: list[bytes]) -> tuple[bytes, bo
     return _ok(encode_map(pairs, session.protocol))
 
 
-def _client_unblock(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _client_unblock(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(0))  # no client of the bridge is ever blocked in the server
 
 
-def _forward(session: Session, args: list[bytes]) -> Forward:
+def _forward(session: ClientState, args: list[bytes]) -> Forward:
     """Introspection the upstream server answers exactly (COMMAND GETKEYS)."""
-    from bridge.core.session import Forward
-
     return Forward(args, commands.resolve(args))
 
 
-def _help(lines: list[str]) -> Callable[[Session, list[bytes]], tuple[bytes, bool]]:
-    def handler(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
+def _help(lines: list[str]) -> Callable[[ClientState, list[bytes]], tuple[bytes, bool]]:
+    def handler(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
         return _ok(encode_array([encode_status(line) for line in lines]))
 
     return handler
 
 
-def _lolwut(session: Session, args: list[bytes]) -> tuple[bytes, bool]:
-    return _ok(encode_verbatim(f"resp-bridge {__version__}\n".encode(), session.protocol))
-
-
-_HANDLERS: dict[str, Callable[[Session, list[bytes]], tuple[bytes, bool] | Forward]] = {
+_HANDLERS: dict[str, Callable[[ClientState, list[bytes]], tuple[bytes, bool] | Forward]] = {
     "ping": _ping,
     "echo": _echo,
     "quit": _quit,
@@ -477,7 +465,6 @@ _HANDLERS: dict[str, Callable[[Session, list[bytes]], tuple[bytes, bool] | Forwa
     "command|docs": _command_docs,
     "config|get": _config_get,
     "info": _info,
-    "lolwut": _lolwut,
     "client|trackinginfo": _client_trackinginfo,
     "client|unblock": _client_unblock,
     "command|getkeys": _forward,

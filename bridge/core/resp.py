@@ -1,13 +1,20 @@
-"""RESP wire primitives shared by the bridge and the devserver: encoders and a frame splitter.
+"""RESP wire primitives shared by the bridge and the devserver: values, encoders, frame splitter.
 
-Owns the byte-level format only. hiredis parses values fast but folds status replies into
-bulk strings; the frame splitter here keeps each reply's exact bytes so that a reply can be
-passed through untouched (and `+OK` told apart from `$2 OK`). No I/O happens here.
+Owns the byte-level format only: the RESP3 typed values (`Map`, `Set`, `Double`, ...) and
+`encode_value`, the one encoder every reply goes through (RESP2 or RESP3; `resp3` shapes
+values for it, the admin console encodes its replies with it). hiredis parses values fast
+but folds status replies into bulk strings; the frame splitter here keeps each reply's exact
+bytes so that a reply can be passed through untouched (and `+OK` told apart from `$2 OK`).
+No I/O happens here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 CRLF = b"\r\n"
 
@@ -91,43 +98,207 @@ def _one_line(raw: bytes) -> bytes:
     return raw
 
 
-def encode_resp2(value: object) -> bytes:
-    """Encode a Python value as a RESP2 reply (Status/ErrorReply keep their types)."""
+# --- RESP3 typed values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    """A RESP3 map (`%`): ordered key/value pairs (keys may repeat or be unhashable)."""
+
+    items: tuple[tuple[object, object], ...]
+
+    @classmethod
+    def of(cls, pairs: Mapping[Any, object] | Iterable[tuple[object, object]]) -> Map:
+        if isinstance(pairs, Mapping):
+            return cls(tuple(pairs.items()))
+        return cls(tuple(pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class Set:
+    """A RESP3 set (`~`)."""
+
+    items: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A RESP3 push frame (`>`): pub/sub messages, MONITOR lines."""
+
+    items: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Double:
+    """A RESP3 double (`,`). `text` keeps the upstream's digits exactly when it came as text."""
+
+    value: float
+    text: bytes = b""
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Double | None:
+        """The double in a RESP2 bulk string, or None if it is not a number."""
+        text = raw.strip().lower()
+        if _DOUBLE_TEXT.fullmatch(text):
+            return cls(float(text), text)
+        special = _SPECIAL_DOUBLES.get(text)
+        if special is not None:
+            return cls(special, format_double(special))
+        return None
+
+    def encoded_text(self) -> bytes:
+        return self.text or format_double(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Verbatim:
+    """A RESP3 verbatim string (`=`): INFO, CLIENT LIST, LATENCY DOCTOR and the like."""
+
+    data: bytes
+    format: bytes = b"txt"
+
+
+@dataclass(frozen=True, slots=True)
+class BigNumber:
+    """A RESP3 big number (`(`), as decimal digits."""
+
+    digits: bytes
+
+
+_DOUBLE_TEXT = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?")
+_SPECIAL_DOUBLES = {
+    b"inf": math.inf,
+    b"+inf": math.inf,
+    b"infinity": math.inf,
+    b"+infinity": math.inf,
+    b"-inf": -math.inf,
+    b"-infinity": -math.inf,
+    b"nan": math.nan,
+    b"-nan": math.nan,
+}
+
+
+def format_double(value: float) -> bytes:
+    """Redis 7.0's double text: `%.17g`, and inf/-inf/nan spelled as RESP3 wants them."""
+    if math.isnan(value):
+        return b"nan"
+    if math.isinf(value):
+        return b"inf" if value > 0 else b"-inf"
+    return b"%.17g" % value
+
+
+# --- the encoder ------------------------------------------------------------------------------
+
+#: RESP integers are signed 64-bit; a bigger Python int is a big number (RESP3) or its digits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _repr_text(value: float) -> bytes:
+    return repr(value).encode()
+
+
+def encode_value(
+    value: object,
+    proto: int = 2,
+    *,
+    default: Callable[[object], object] | None = None,
+    float_text: Callable[[float], bytes] | None = None,
+) -> bytes:
+    """Encode a Python value as one RESP reply: the only value encoder of the package.
+
+    None -> null; Status -> `+`; ErrorReply -> `-`; bytes/str -> bulk; bool; int (beyond 64
+    bits: a big number, or its digits in RESP2); float/Double; list/tuple -> array; dict/Map ->
+    map (RESP2: a flat array); set/Set -> set; Push; Verbatim; BigNumber. In RESP2 the RESP3
+    types are sent as what the same reply is there. `default` turns any other value into one
+    of these (as `json.dumps` does; without it, TypeError); `float_text` spells Python floats
+    (default: `repr` in RESP2, Redis' `%.17g` in RESP3).
+    """
+    if float_text is None:
+        float_text = format_double if proto == 3 else _repr_text
     out: list[bytes] = []
-    _encode_into(value, out)
+    _encode_into(value, out, proto == 3, default, float_text)
     return b"".join(out)
 
 
-def _encode_into(value: object, out: list[bytes]) -> None:
-    if value is None:
-        out.append(NULL_BULK)
+def encode_resp2(value: object) -> bytes:
+    """Encode a Python value as a RESP2 reply (Status/ErrorReply keep their types)."""
+    return encode_value(value, 2)
+
+
+def _encode_into(
+    value: object,
+    out: list[bytes],
+    resp3: bool,
+    default: Callable[[object], object] | None,
+    float_text: Callable[[float], bytes],
+) -> None:
+    if type(value) is bytes:
+        out.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    elif value is None:
+        out.append(b"_\r\n" if resp3 else NULL_BULK)
     elif isinstance(value, Status):
         out.append(encode_status(bytes(value)))
     elif isinstance(value, ErrorReply):
         out.append(encode_error(bytes(value)))
-    elif isinstance(value, bytes):
-        out.append(b"$%d\r\n%s\r\n" % (len(value), value))
     elif isinstance(value, bool):
-        out.append(b":1\r\n" if value else b":0\r\n")
+        out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else b":%d\r\n" % value)
     elif isinstance(value, int):
-        out.append(b":%d\r\n" % value)
+        if INT64_MIN <= value <= INT64_MAX:
+            out.append(b":%d\r\n" % value)
+        elif resp3:
+            out.append(b"(%d\r\n" % value)
+        else:
+            digits = b"%d" % value
+            out.append(b"$%d\r\n%s\r\n" % (len(digits), digits))
+    elif isinstance(value, (list, tuple)):
+        _encode_items(b"*", value, out, resp3, default, float_text)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     elif isinstance(value, str):
         data = value.encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    elif isinstance(value, (dict, Map)):
+        pairs = value.items if isinstance(value, Map) else tuple(value.items())
+        out.append(b"%%%d\r\n" % len(pairs) if resp3 else b"*%d\r\n" % (2 * len(pairs)))
+        for key, item in pairs:
+            _encode_into(key, out, resp3, default, float_text)
+            _encode_into(item, out, resp3, default, float_text)
     elif isinstance(value, float):
-        data = repr(value).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    elif isinstance(value, (list, tuple)):
-        out.append(b"*%d\r\n" % len(value))
-        for item in value:
-            _encode_into(item, out)
-    elif isinstance(value, dict):
-        out.append(b"*%d\r\n" % (2 * len(value)))
-        for key, item in value.items():
-            _encode_into(key, out)
-            _encode_into(item, out)
+        text = float_text(value)
+        out.append(b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text))
+    elif isinstance(value, Double):
+        text = value.encoded_text()
+        out.append(b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text))
+    elif isinstance(value, (Set, set, frozenset)):
+        items = value.items if isinstance(value, Set) else tuple(value)
+        _encode_items(b"~" if resp3 else b"*", items, out, resp3, default, float_text)
+    elif isinstance(value, Push):
+        _encode_items(b">" if resp3 else b"*", value.items, out, resp3, default, float_text)
+    elif isinstance(value, Verbatim):
+        if resp3:
+            out.append(b"=%d\r\n%s:%s\r\n" % (len(value.data) + 4, value.format, value.data))
+        else:
+            out.append(encode_bulk(value.data))
+    elif isinstance(value, BigNumber):
+        out.append(b"(%s\r\n" % value.digits if resp3 else encode_bulk(value.digits))
+    elif default is not None:
+        _encode_into(default(value), out, resp3, None, float_text)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as RESP")
+
+
+def _encode_items(
+    kind: bytes,
+    items: Sequence[object],
+    out: list[bytes],
+    resp3: bool,
+    default: Callable[[object], object] | None,
+    float_text: Callable[[float], bytes],
+) -> None:
+    out.append(b"%s%d\r\n" % (kind, len(items)))
+    for item in items:
+        _encode_into(item, out, resp3, default, float_text)
 
 
 def frame_end(buf: bytes | bytearray, start: int = 0) -> int:

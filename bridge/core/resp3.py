@@ -13,168 +13,35 @@ generically. It never raises on upstream data. No I/O happens here.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeGuard
 
 from bridge.core.commands import CommandSpec
-from bridge.core.resp import ErrorReply, Status, encode_error, encode_status, parse_frame
+from bridge.core.resp import (
+    BigNumber,
+    Double,
+    ErrorReply,
+    Map,
+    Push,
+    Set,
+    Status,
+    Verbatim,
+    encode_value,
+    format_double,
+    parse_frame,
+)
 
-# --- typed values --------------------------------------------------------------------------------
+__all__ = [
+    "BigNumber", "Double", "Map", "Push", "Set", "Verbatim", "encode_resp3", "encode_resp3_exec",
+    "encode_resp3_frame", "encode_resp3_value", "format_double", "shape_resp3", "to_resp2",
+]  # fmt: skip
 
-
-@dataclass(frozen=True, slots=True)
-class Map:
-    """A RESP3 map (`%`): ordered key/value pairs (keys may repeat or be unhashable)."""
-
-    items: tuple[tuple[object, object], ...]
-
-    @classmethod
-    def of(cls, pairs: Mapping[Any, object] | Iterable[tuple[object, object]]) -> Map:
-        if isinstance(pairs, Mapping):
-            return cls(tuple(pairs.items()))
-        return cls(tuple(pairs))
-
-
-@dataclass(frozen=True, slots=True)
-class Set:
-    """A RESP3 set (`~`)."""
-
-    items: tuple[object, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A RESP3 push frame (`>`): pub/sub messages, MONITOR lines."""
-
-    items: tuple[object, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Double:
-    """A RESP3 double (`,`). `text` keeps the upstream's digits exactly when it came as text."""
-
-    value: float
-    text: bytes = b""
-
-    @classmethod
-    def parse(cls, raw: bytes) -> Double | None:
-        """The double in a RESP2 bulk string, or None if it is not a number."""
-        text = raw.strip().lower()
-        if _DOUBLE_TEXT.fullmatch(text):
-            return cls(float(text), text)
-        special = _SPECIAL_DOUBLES.get(text)
-        if special is not None:
-            return cls(special, format_double(special))
-        return None
-
-    def encoded_text(self) -> bytes:
-        return self.text or format_double(self.value)
-
-
-@dataclass(frozen=True, slots=True)
-class Verbatim:
-    """A RESP3 verbatim string (`=`): INFO, CLIENT LIST, LATENCY DOCTOR and the like."""
-
-    data: bytes
-    format: bytes = b"txt"
-
-
-@dataclass(frozen=True, slots=True)
-class BigNumber:
-    """A RESP3 big number (`(`), as decimal digits."""
-
-    digits: bytes
-
-
-_DOUBLE_TEXT = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?")
-_SPECIAL_DOUBLES = {
-    b"inf": math.inf,
-    b"+inf": math.inf,
-    b"infinity": math.inf,
-    b"+infinity": math.inf,
-    b"-inf": -math.inf,
-    b"-infinity": -math.inf,
-    b"nan": math.nan,
-    b"-nan": math.nan,
-}
-
-
-def format_double(value: float) -> bytes:
-    """Redis 7.0's double text: `%.17g`, and inf/-inf/nan spelled as RESP3 wants them."""
-    if math.isnan(value):
-        return b"nan"
-    if math.isinf(value):
-        return b"inf" if value > 0 else b"-inf"
-    return b"%.17g" % value
-
-
-# --- encoder -------------------------------------------------------------------------------------
+# --- typed values and the encoder live in bridge.core.resp (one encoder for every RESP reply) ---
 
 
 def encode_resp3_value(value: object) -> bytes:
-    """Encode a value as RESP3 with no command knowledge.
-
-    None -> `_`; Status -> `+`; ErrorReply -> `-`; bool -> `#`; int -> `:`; bytes/str -> `$`;
-    float/Double -> `,`; list/tuple -> `*`; dict/Map -> `%`; set/frozenset/Set -> `~`;
-    Push -> `>`; Verbatim -> `=`; BigNumber -> `(`.
-    """
-    out: list[bytes] = []
-    _encode_into(value, out)
-    return b"".join(out)
-
-
-def _encode_into(value: object, out: list[bytes]) -> None:
-    if value is None:
-        out.append(b"_\r\n")
-    elif isinstance(value, Status):
-        out.append(encode_status(bytes(value)))
-    elif isinstance(value, ErrorReply):
-        out.append(encode_error(bytes(value)))
-    elif isinstance(value, bytes):
-        out.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    elif isinstance(value, bool):
-        out.append(b"#t\r\n" if value else b"#f\r\n")
-    elif isinstance(value, int):
-        out.append(b":%d\r\n" % value)
-    elif isinstance(value, (list, tuple)):
-        _encode_items(b"*", value, out)
-    elif isinstance(value, Map):
-        out.append(b"%%%d\r\n" % len(value.items))
-        for key, item in value.items:
-            _encode_into(key, out)
-            _encode_into(item, out)
-    elif isinstance(value, Double):
-        out.append(b",%s\r\n" % value.encoded_text())
-    elif isinstance(value, Set):
-        _encode_items(b"~", value.items, out)
-    elif isinstance(value, Verbatim):
-        out.append(b"=%d\r\n%s:%s\r\n" % (len(value.data) + 4, value.format, value.data))
-    elif isinstance(value, Push):
-        _encode_items(b">", value.items, out)
-    elif isinstance(value, str):
-        data = value.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    elif isinstance(value, float):
-        out.append(b",%s\r\n" % format_double(value))
-    elif isinstance(value, dict):
-        _encode_into(Map.of(value), out)
-    elif isinstance(value, (set, frozenset)):
-        _encode_items(b"~", tuple(value), out)
-    elif isinstance(value, BigNumber):
-        out.append(b"(%s\r\n" % value.digits)
-    elif isinstance(value, (bytearray, memoryview)):
-        _encode_into(bytes(value), out)
-    else:
-        raise TypeError(f"cannot encode {type(value).__name__} as RESP3")
-
-
-def _encode_items(kind: bytes, items: Sequence[object], out: list[bytes]) -> None:
-    out.append(b"%s%d\r\n" % (kind, len(items)))
-    for item in items:
-        _encode_into(item, out)
+    """Encode a value as RESP3 with no command knowledge (`resp.encode_value`, protocol 3)."""
+    return encode_value(value, 3)
 
 
 def to_resp2(value: object) -> object:

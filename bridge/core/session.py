@@ -1,190 +1,60 @@
-"""Per-client session: the state machine between parsed commands and where they go.
+"""Per-client session: the state machine between parsed commands and their reply bytes.
 
-Owns the connection state Redis keeps per client (AUTH, RESP version, name, MULTI queue,
-CLIENT REPLY mode) and classifies every command into an action: a local reply, a command to
-forward upstream, or a transaction to execute. No I/O: the server layer carries the actions
-out, in command order. Invariant: exactly one action per command, and actions are returned in
-the order the commands arrived.
+Inbound, `handle(args)` classifies every command into an action (`bridge.core.actions`): a
+local reply, a command to forward upstream, a transaction, a blocking command or a change of
+subscriptions. Outbound, `finish(action, frame)` turns the upstream's RESP2 reply frame into the
+bytes this client gets (RESP3 shaping, EXEC merging, CLIENT REPLY silence), `confirm` answers a
+subscription (rolling it back when the stream could not be opened) and `push_frame` /
+`monitor_frame` frame pub/sub and MONITOR output. No I/O: the server layer only moves actions
+and bytes, in command order. Invariant: exactly one action per command, returned in the order
+the commands arrived, and exactly one reply per action.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
-from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from bridge import errors
 from bridge.core import commands, local
+from bridge.core.actions import (
+    Action,
+    Block,
+    Forward,
+    PubSub,
+    QueuedCommand,
+    Reply,
+    Transaction,
+    WatchGroup,
+)
 from bridge.core.blocking_plans import (
     BlockingSyntaxError,
-    BlockPlan,
     plan_blocking,
     watch_command,
 )
+from bridge.core.client_state import ClientState, ServerContext
 from bridge.core.commands import CommandSpec, Route
-from bridge.core.resp import OK, encode_error, parse_frame
+from bridge.core.resp import OK, encode_error, frame_end
+from bridge.core.resp3 import encode_resp3_frame
 
 QUEUED = b"+QUEUED\r\n"
 
-
-class Reply:
-    """Bytes to send as this command's reply; `close` ends the connection after them."""
-
-    __slots__ = ("close", "data", "silent")
-
-    def __init__(self, data: bytes, *, close: bool = False, silent: bool = False) -> None:
-        self.data = data
-        self.close = close
-        self.silent = silent
+__all__ = [
+    "Action", "Block", "ClientState", "Forward", "PubSub", "QueuedCommand", "Reply",
+    "ServerContext", "Session", "Transaction", "WatchGroup",
+]  # fmt: skip
 
 
-class Forward:
-    """One command to execute upstream; `post` rewrites its RESP2 reply frame (INFO)."""
+class Session(ClientState):
+    """One client: `handle(args)` -> the action for that command; `finish` -> its reply bytes."""
 
-    __slots__ = ("args", "post", "silent", "spec")
-
-    def __init__(
-        self,
-        args: list[bytes],
-        spec: CommandSpec | None,
-        post: Callable[[bytes], bytes] | None = None,
-    ) -> None:
-        self.args = args
-        self.spec = spec
-        self.post = post
-        self.silent = False
-
-
-class QueuedCommand:
-    """A command queued between MULTI and EXEC; `local` is its reply when answered here."""
-
-    __slots__ = ("args", "local", "spec")
-
-    def __init__(self, args: list[bytes], spec: CommandSpec | None, local: bytes | None) -> None:
-        self.args = args
-        self.spec = spec
-        self.local = local
-
-
-class WatchGroup:
-    """The keys of one WATCH and, once its reply arrived, their fingerprints."""
-
-    __slots__ = ("fingerprints", "keys")
-
-    def __init__(self, keys: list[bytes]) -> None:
-        self.keys = keys
-        self.fingerprints: list[bytes] | None = None
-
-    def record(self, frame: bytes) -> bytes:
-        """WATCH's `post`: keep the fingerprints, answer +OK (or pass an error through)."""
-        if frame[:1] == b"-":
-            return frame
-        value = parse_frame(frame)
-        if isinstance(value, list) and len(value) == len(self.keys):
-            self.fingerprints = [v if isinstance(v, bytes) else b"" for v in value]
-            return OK
-        return encode_error("ERR upstream returned an unexpected reply to WATCH")
-
-
-class Transaction:
-    """EXEC of a queued MULTI block: one /multi-exec, or (with WATCH) one checking script."""
-
-    __slots__ = ("commands", "silent", "watches")
-
-    def __init__(self, commands: list[QueuedCommand], watches: list[WatchGroup]) -> None:
-        self.commands = commands
-        self.watches = watches
-        self.silent = False
-
-    def watched(self) -> list[tuple[bytes, bytes]]:
-        """(key, fingerprint) pairs; read when the request is sent, after WATCH's reply."""
-        pairs: list[tuple[bytes, bytes]] = []
-        for group in self.watches:
-            if group.fingerprints is not None:
-                pairs += zip(group.keys, group.fingerprints, strict=True)
-        return pairs
-
-
-class Block:
-    """A blocking command, emulated by polling (see bridge/core/blocking_plans.py)."""
-
-    __slots__ = ("args", "plan", "silent", "spec")
-
-    def __init__(self, args: list[bytes], spec: CommandSpec, plan: BlockPlan) -> None:
-        self.args = args
-        self.spec = spec
-        self.plan = plan
-        self.silent = False
-
-
-class PubSub:
-    """A change of subscriptions. `replies` holds one confirmation frame per name, in order;
-    for subscriptions each is sent once the upstream stream is live (so a message published
-    after the confirmation cannot be missed), for the others at once."""
-
-    __slots__ = ("kind", "names", "op", "replies", "silent")
-
-    def __init__(self, op: str, kind: str, names: list[bytes], replies: list[bytes]) -> None:
-        self.op = op  # "subscribe" | "unsubscribe" | "monitor"
-        self.kind = kind  # "channel" | "pattern" | "monitor"
-        self.names = names
-        self.replies = replies
-        self.silent = False
-
-
-Action = Reply | Forward | Transaction | PubSub | Block
-
-
-class ServerContext(Protocol):
-    """What a session may ask of the server it lives in (implemented by the server layer)."""
-
-    requirepass: str | None
-
-    def sessions(self) -> Iterable[Session]: ...
-
-    def bridge_info(self) -> str: ...
-
-    def kill_client(self, client_id: int) -> bool: ...
-
-
-class Session:
-    """State of one client connection. `handle(args)` → the action for that command."""
-
-    __slots__ = (
-        "addr", "authenticated", "channels", "context", "created", "flags_extra", "id", "laddr",
-        "last_command", "last_seen", "lib_name", "lib_ver", "monitoring", "multi", "multi_dirty",
-        "name", "patterns", "protocol", "reply_mode", "skip_next", "watches",
-    )  # fmt: skip
-
-    def __init__(self, client_id: int, context: ServerContext, addr: str = "", laddr: str = ""):
-        self.id = client_id
-        self.context = context
-        self.addr = addr
-        self.laddr = laddr
-        self.created = time.monotonic()
-        self.last_seen = self.created
-        self.last_command = "NULL"
-        self.name = b""
-        self.lib_name = b""
-        self.lib_ver = b""
-        self.protocol = 2
-        self.authenticated = not context.requirepass
-        self.multi: list[QueuedCommand] | None = None
-        self.multi_dirty = False
-        self.reply_mode = "on"
-        self.skip_next = False
-        self.flags_extra = ""
-        self.channels: set[bytes] = set()
-        self.patterns: set[bytes] = set()
-        self.monitoring = False
-        self.watches: list[WatchGroup] = []
+    __slots__ = ()
 
     # -- entry point -----------------------------------------------------------------------
 
     def handle(self, args: list[bytes]) -> Action:
         self.last_seen = time.monotonic()
         action = self._dispatch(args)
+        action.protocol = self.protocol
         if self.reply_mode == "off":
             action.silent = True
         elif self.skip_next:
@@ -232,14 +102,14 @@ class Session:
         return Reply(encode_error(text))
 
     def _forward(self, args: list[bytes], spec: CommandSpec) -> Action:
-        if "write" in spec.flags and getattr(self.context, "read_only", False):
+        if "write" in spec.flags and self.context.read_only:
             return self._error(errors.READ_ONLY)
         if spec.name in ("xread", "xreadgroup") and _has_block(args):
             return self._block(args, spec)
         return Forward(args, spec)
 
     def _block(self, args: list[bytes], spec: CommandSpec) -> Action:
-        if "write" in spec.flags and getattr(self.context, "read_only", False):
+        if "write" in spec.flags and self.context.read_only:
             return self._error(errors.READ_ONLY)
         try:
             plan = plan_blocking(args)
@@ -252,7 +122,8 @@ class Session:
         if isinstance(result, Forward):
             return result
         data, close = result
-        return Reply(data, close=close)
+        # RESET also ended the connection's subscriptions: the server drops them upstream.
+        return Reply(data, close=close, reset=spec.name == "reset")
 
     def _transaction(self, name: bytes, args: list[bytes]) -> Action:
         if name == b"multi":
@@ -325,10 +196,6 @@ class Session:
             body = b"$%d\r\n%s\r\n" % (len(item), item)
         return head + b"$%d\r\n%s\r\n" % (len(label), label) + body + b":%d\r\n" % count
 
-    @property
-    def subscribed(self) -> bool:
-        return bool(self.channels or self.patterns)
-
     def _queue(self, args: list[bytes], spec: CommandSpec | None) -> Reply:
         """Queue a command inside MULTI, or flag the transaction like Redis' queue-time errors."""
         assert self.multi is not None
@@ -340,7 +207,7 @@ class Session:
                 self.multi_dirty = True
                 reason = spec.reason or "not available inside MULTI through the bridge"
                 return self._error(errors.refused(spec.name, reason))
-            if "write" in spec.flags and getattr(self.context, "read_only", False):
+            if "write" in spec.flags and self.context.read_only:
                 self.multi_dirty = True
                 return self._error(errors.READ_ONLY)
             if spec.route is Route.TRANSACTION:  # UNWATCH: queued like Redis, a no-op here
@@ -356,56 +223,77 @@ class Session:
         self.multi.append(QueuedCommand(args, spec, None))
         return Reply(QUEUED)
 
-    # -- authentication (used by local commands) -------------------------------------------
+    # -- outbound: reply bytes ----------------------------------------------------------------
 
-    def check_password(self, user: bytes | None, password: bytes) -> str | None:
-        """Authenticate; returns None on success or the error text to reply."""
-        expected = self.context.requirepass
-        if not expected:
-            # Like Redis without requirepass: the default user has `nopass`, so AUTH default
-            # <anything> (redis-py's HELLO 3 AUTH default <pw>) succeeds; one-argument AUTH
-            # says no password is configured.
-            if user is None:
-                return errors.AUTH_NOT_CONFIGURED
-            return None if user == b"default" else errors.WRONGPASS
-        user_ok = user is None or user == b"default"
-        pass_ok = hmac.compare_digest(password, expected.encode())
-        if user_ok and pass_ok:
-            self.authenticated = True
+    def finish(self, action: Forward | Transaction | Block, frame: bytes) -> bytes:
+        """The bytes this client gets for `action`, given the upstream's RESP2 reply `frame`."""
+        if type(action) is Forward:
+            post = action.post
+            if post is not None:
+                frame = post(frame)
+            if action.silent:
+                return b""
+            if action.protocol == 2:
+                return frame
+            return encode_resp3_frame(action.spec, action.args, frame)
+        if type(action) is Transaction:
+            return b"" if action.silent else self._merge_exec(action, frame)
+        assert type(action) is Block
+        if action.silent:
+            return b""
+        if action.protocol == 2:
+            return frame
+        return encode_resp3_frame(action.spec, action.args, frame)
+
+    def local_exec(self, action: Transaction) -> bytes | None:
+        """EXEC's reply when every queued command was answered locally (no WATCH), else None."""
+        if action.watches or any(q.local is None for q in action.commands):
             return None
-        return errors.WRONGPASS
+        if action.silent:
+            return b""
+        return b"*%d\r\n" % len(action.commands) + b"".join(q.local or b"" for q in action.commands)
 
-    def reset(self) -> None:
-        """RESET: back to a fresh connection's state (Redis 6.2+)."""
-        self.multi = None
-        self.multi_dirty = False
-        self.name = b""
-        self.protocol = 2
-        self.reply_mode = "on"
-        self.skip_next = False
-        self.authenticated = not self.context.requirepass
-        self.channels.clear()
-        self.patterns.clear()
-        self.monitoring = False
-        self.watches = []
+    def _merge_exec(self, action: Transaction, frame: bytes) -> bytes:
+        """Rebuild the EXEC reply: upstream results interleaved with locally answered ones."""
+        if frame[:1] != b"*" or frame.startswith(b"*-1"):
+            return frame
+        pos = frame.index(b"\r\n") + 2
+        proto = action.protocol
+        parts: list[bytes] = []
+        for q in action.commands:
+            if q.local is not None:
+                parts.append(q.local)
+                continue
+            end = frame_end(frame, pos)
+            item = frame[pos:end]
+            pos = end
+            parts.append(item if proto == 2 else encode_resp3_frame(q.spec, q.args, item))
+        return b"*%d\r\n" % len(parts) + b"".join(parts)
 
-    @property
-    def age_s(self) -> int:
-        return int(time.monotonic() - self.created)
+    def confirm(self, kind: str, name: bytes, reply: bytes, error: str) -> bytes:
+        """A subscription's answer once the hub knows: `reply` (the confirmation) when the
+        stream is live (error ""), else the error, and the subscription is forgotten so that
+        the counts in later confirmations stay true."""
+        if not error:
+            return reply
+        if kind == "channel":
+            self.channels.discard(name)
+        elif kind == "pattern":
+            self.patterns.discard(name)
+        else:
+            self.monitoring = False
+        return encode_error(error)
 
-    @property
-    def idle_s(self) -> int:
-        return int(time.monotonic() - self.last_seen)
+    def push_frame(self, parts: list[bytes]) -> bytes:
+        """A message or pmessage, parts already bulk-encoded (e.g. [$7 message, $2 ch,
+        $5 hello]): a RESP2 array, or a RESP3 push frame."""
+        head = b">%d\r\n" if self.protocol == 3 else b"*%d\r\n"
+        return head % len(parts) + b"".join(parts)
 
-    def flags(self) -> str:
-        flags = ""
-        if self.monitoring:
-            flags += "O"
-        if self.subscribed:
-            flags += "P"
-        if self.multi is not None:
-            flags += "x"
-        return flags or "N"
+    @staticmethod
+    def monitor_frame(line: bytes) -> bytes:
+        """One MONITOR line (a status reply in Redis)."""
+        return b"+" + line.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
 
 
 # Commands a RESP2 client may send while subscribed (Redis' rule).

@@ -8,7 +8,8 @@ import pytest
 
 from bridge.core import commands, local
 from bridge.core.commands import Route
-from bridge.core.session import Block, Forward, PubSub, Reply, Session, Transaction
+from bridge.core.actions import Block, Forward, PubSub, Reply, Transaction
+from bridge.core.session import Session
 
 
 class Context:
@@ -16,6 +17,7 @@ class Context:
         self.requirepass = requirepass
         self.all: list[Session] = []
         self.server_version = "7.2.4"
+        self.read_only = False
 
     def sessions(self) -> Iterable[Session]:
         return self.all
