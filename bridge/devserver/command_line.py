@@ -18,6 +18,7 @@ import click
 import trio
 
 from bridge.devserver.faults import CLI_HELP, Faults
+from bridge.devserver.http_server import server_tls_context
 from bridge.devserver.redis_conn import DEFAULT_POOL_SIZE, RedisAddress
 from bridge.devserver.redis_process import RedisProcessError
 from bridge.devserver.rest_server import (
@@ -166,6 +167,23 @@ async def _serve(config: DevServerConfig) -> None:
     help="API key the Upstash developer API emulation accepts (HTTP Basic password).",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar=_ENV + "TLS_CERT",
+    metavar="FILE",
+    help="Serve the REST API over HTTPS (HTTP/1.1) with this PEM certificate (chain first); "
+    "needs --tls-key. The READY line then shows https://.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar=_ENV + "TLS_KEY",
+    metavar="FILE",
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -188,6 +206,8 @@ def devserver(
     management_port: int | None,
     management_email: str,
     management_api_key: str,
+    tls_cert: str | None,
+    tls_key: str | None,
     log_level: str,
     **fault_flags: Any,
 ) -> None:
@@ -195,7 +215,8 @@ def devserver(
 
     Implements the Upstash REST API (path, raw-body and JSON command forms, /pipeline,
     /multi-exec, base64 and resp2 response formats, SSE /subscribe, /psubscribe and /monitor,
-    standard and read-only tokens). Prints `READY http://HOST:PORT` on stdout once listening.
+    standard and read-only tokens), over HTTPS with --tls-cert/--tls-key. Prints
+    `READY http://HOST:PORT` (or https://) on stdout once listening.
     Devserver extensions: GET /_devserver/stats, POST /_devserver/reset-stats, and
     GET/POST /_devserver/faults (the --fault-* switches, changeable at runtime with a JSON
     object such as {"error_rate": 1.0}; never applied to /_devserver/* itself).
@@ -213,6 +234,14 @@ def devserver(
             RedisAddress.from_url(redis_url)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+    if (tls_cert is None) != (tls_key is None):
+        missing = "--tls-key" if tls_key is None else "--tls-cert"
+        raise click.UsageError(f"--tls-cert and --tls-key go together: add {missing}")
+    if tls_cert is not None and tls_key is not None:
+        try:
+            server_tls_context(tls_cert, tls_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tls-cert/--tls-key") from None
     try:
         faults = Faults(**{k.removeprefix("fault_"): v for k, v in fault_flags.items()})
     except ValueError as exc:
@@ -232,6 +261,8 @@ def devserver(
         management_port=management_port,
         management_email=management_email,
         management_api_key=management_api_key,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     try:
         trio.run(_serve, config)

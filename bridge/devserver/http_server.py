@@ -148,6 +148,34 @@ def _peer(stream: trio.abc.Stream) -> str:
     return f"{host}:{port}"
 
 
+def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The TLS context of an HTTPS listener (HTTP/1.1 only, announced by ALPN).
+
+    Raises ValueError naming the file and what is wrong with it."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as exc:
+        raise ValueError(f"TLS: {exc.filename or cert_file}: no such file") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(
+            f"TLS: cannot load the certificate {cert_file!r} with the key {key_file!r} "
+            f"(PEM files, the key matching the certificate): {exc}"
+        ) from None
+    return context
+
+
+def tls_listeners(
+    listeners: Sequence[trio.SocketListener], context: ssl.SSLContext | None
+) -> list[trio.abc.Listener[Any]]:
+    """`listeners` as HTTPS ones when `context` is given (the handshake runs per connection,
+    bounded by TLS_HANDSHAKE_TIMEOUT_S)."""
+    if context is None:
+        return list(listeners)
+    return [trio.SSLListener(lsn, context, https_compatible=True) for lsn in listeners]
+
+
 class HttpServer:
     """Serves `handler` on trio listeners. `on_too_large(exc)` builds the 413 response."""
 
@@ -220,6 +248,8 @@ async def _handshake(stream: trio.SSLStream[Any]) -> bool:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLError) and cause.reason:
                 reason = cause.reason.lower().replace("_", " ")
+                if "alert" in reason or "unexpected eof" in reason:
+                    reason += " (does the client trust this server's certificate?)"
             else:
                 reason = _cause_text(exc)
             log.info("TLS handshake with client %s failed: %s", _peer(stream), reason)

@@ -42,6 +42,8 @@ from bridge.devserver.http_server import (
     RequestTooLarge,
     Response,
     StreamingResponse,
+    server_tls_context,
+    tls_listeners,
 )
 from bridge.devserver.management_emulation import MAX_BODY_BYTES as MANAGEMENT_MAX_BODY_BYTES
 from bridge.devserver.management_emulation import ManagementEmulator
@@ -143,6 +145,10 @@ class DevServerConfig:
     management_port: int | None = None
     management_email: str = "dev@example.com"
     management_api_key: str = "upstash-api-key"
+    #: Serve the REST API over HTTPS with this certificate (PEM, with its chain) and key;
+    #: None: plain HTTP. The management emulation stays plain HTTP.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -711,6 +717,11 @@ async def run_devserver(
     """
     token = config.token or generate_token()
     readonly_token = config.readonly_token or generate_token()
+    tls = None
+    if config.tls_cert or config.tls_key:
+        if not (config.tls_cert and config.tls_key):
+            raise ValueError("TLS needs both a certificate and its key")
+        tls = server_tls_context(config.tls_cert, config.tls_key)
     async with contextlib.AsyncExitStack() as stack:
         if config.redis_url is None:
             redis_args: tuple[str, ...] = ()
@@ -754,8 +765,9 @@ async def run_devserver(
         if management_listeners:
             bound = int(management_listeners[0].socket.getsockname()[1])
             management_url = f"http://{host}:{bound}"
+        scheme = "https" if tls is not None else "http"
         info = DevServerInfo(
-            url=f"http://{host}:{port}",
+            url=f"{scheme}://{host}:{port}",
             port=port,
             redis_url=address.display,
             token=token,
@@ -768,7 +780,7 @@ async def run_devserver(
         )
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(server.serve, listeners)
+                await nursery.start(server.serve, tls_listeners(listeners, tls))
                 if emulator is not None:
                     management = HttpServer(
                         emulator.handle,
