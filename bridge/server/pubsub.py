@@ -150,7 +150,11 @@ class PubSubHub:
     def for_rest(cls, upstream: RestClient, config: BridgeConfig) -> PubSubHub:
         """The hub of a running bridge: streams go to the same upstream (URL and current
         token) as `upstream`, on an HTTP client of their own."""
-        return cls(SseClient.for_rest(upstream, connect_timeout_s=config.connect_timeout_s))
+        return cls(
+            SseClient.for_rest(
+                upstream, connect_timeout_s=config.connect_timeout_s, ca_file=config.ca_file
+            )
+        )
 
     @property
     def streams(self) -> int:

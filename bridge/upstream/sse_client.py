@@ -16,6 +16,7 @@ is never formatted into a message or a log line.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote_from_bytes
@@ -190,7 +191,10 @@ class SseClient:
         max_streams: int = DEFAULT_MAX_STREAMS,
         max_event_bytes: int = MAX_EVENT_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
+        """`ca_file`: the CA bundle the upstream's certificate is verified against (the
+        bridge's --ca-file, as for the command path); None: the system's. Never unverified."""
         self.url = url.rstrip("/")
         self._token = token
         self.max_streams = max_streams
@@ -208,6 +212,7 @@ class SseClient:
             ),
             limits=httpx.Limits(max_connections=max_streams, max_keepalive_connections=0),
             transport=transport,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
             headers={"User-Agent": f"resp-bridge/{__version__}"},
         )
 
@@ -219,8 +224,10 @@ class SseClient:
         connect_timeout_s: float,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        ca_file: str | None = None,
     ) -> SseClient:
-        """An SSE client for the same upstream (URL and current token) as `client`."""
+        """An SSE client for the same upstream (URL and current token) as `client`, verifying
+        its certificate against the same `ca_file`."""
         url, token = credentials(client)
         return cls(
             url,
@@ -228,6 +235,7 @@ class SseClient:
             connect_timeout_s=connect_timeout_s,
             idle_timeout_s=idle_timeout_s,
             max_streams=max_streams,
+            ca_file=ca_file,
         )
 
     def set_url(self, url: str) -> None:

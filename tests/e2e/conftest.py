@@ -6,17 +6,25 @@ loopback port; clients are real redis-py connections and the real redis-cli.
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
+import trustme
+
+from bridge.devserver.redis_process import RedisServerProcess
+from tests.conftest import DevServerHandle, start_devserver
 
 BRIDGE_START_TIMEOUT_S = 20.0
 
@@ -135,3 +143,110 @@ def r(bridge: BridgeProcess, redis_server: Any) -> Iterator[redis.Redis]:
     client = bridge.client()
     yield client
     client.close()
+
+
+# -- HTTPS upstream: the devserver over TLS, certificates from trustme -------------------------
+
+
+class ThrowawayCA:
+    """A throw-away CA (trustme) writing PEM files into a temp dir: its own certificate for
+    --ca-file and server certificates for the devserver's --tls-cert/--tls-key."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self._ca = trustme.CA()
+        self.ca_file = str(directory / "ca.pem")
+        self._ca.cert_pem.write_to_path(self.ca_file)
+
+    def server_cert(
+        self, name: str, *identities: str, not_after: datetime.datetime | None = None
+    ) -> tuple[str, str]:
+        """(cert file with its chain, key file) of a certificate for `identities`."""
+        not_before = None
+        if not_after is not None:
+            not_before = not_after - datetime.timedelta(days=30)
+        leaf = self._ca.issue_cert(*identities, not_before=not_before, not_after=not_after)
+        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+        return str(cert), str(key)
+
+
+@dataclass
+class TlsDevServer(DevServerHandle):
+    """A devserver serving HTTPS; its own endpoints are reached with the test CA."""
+
+    ca_file: str = ""
+
+    @classmethod
+    def of(cls, handle: DevServerHandle, ca_file: str) -> TlsDevServer:
+        assert handle.url.startswith("https://"), handle.url
+        values = {f.name: getattr(handle, f.name) for f in fields(handle)}
+        return cls(**values, ca_file=ca_file)
+
+    def _verify(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def stats(self) -> dict[str, int]:
+        response = httpx.get(
+            f"{self.url}/_devserver/stats", headers=self.headers, timeout=10, verify=self._verify()
+        )
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def reset_stats(self) -> None:
+        response = httpx.post(
+            f"{self.url}/_devserver/reset-stats",
+            headers=self.headers,
+            timeout=10,
+            verify=self._verify(),
+        )
+        response.raise_for_status()
+
+
+def start_tls_devserver(
+    redis_url: str, ca: ThrowawayCA, cert: tuple[str, str], *extra: str
+) -> TlsDevServer:
+    handle = start_devserver(
+        redis_url, extra_args=("--tls-cert", cert[0], "--tls-key", cert[1], *extra)
+    )
+    return TlsDevServer.of(handle, ca.ca_file)
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
+    return ThrowawayCA(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tls_ca: ThrowawayCA) -> tuple[str, str]:
+    """A valid certificate for 127.0.0.1 and localhost."""
+    return tls_ca.server_cert("server", "127.0.0.1", "localhost")
+
+
+@pytest.fixture(scope="session")
+def tls_devserver(
+    redis_server: RedisServerProcess, tls_ca: ThrowawayCA, tls_cert: tuple[str, str]
+) -> Iterator[TlsDevServer]:
+    """The session's devserver twin over HTTPS (same redis-server)."""
+    handle = start_tls_devserver(redis_server.url, tls_ca, tls_cert)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_bridge(
+    tls_devserver: TlsDevServer, tls_ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BridgeProcess]:
+    """A bridge whose upstream is the HTTPS devserver, verified with --ca-file."""
+    proc = start_bridge(
+        str(tmp_path_factory.mktemp("tls-bridge")),
+        tls_devserver.url,
+        tls_devserver.token,
+        "--ca-file",
+        tls_ca.ca_file,
+    )
+    yield proc
+    proc.stop()
