@@ -529,6 +529,8 @@ class KafkaQStashEmulator:
 
     def _update_connector(self, method: str, body: Any, connector_id: str) -> Result:
         # The reference's examples send the properties themselves as the body.
+        if isinstance(body, dict) and isinstance(body.get("properties"), dict):
+            raise _Refused(400, "send the properties themselves as the body, not under properties")
         properties = self._properties(body, what="the request body (the properties)")
         connector = self._connector_record(connector_id)
         self._settle(connector)

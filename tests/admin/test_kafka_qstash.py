@@ -509,6 +509,15 @@ def test_emulation_validates_the_documented_shapes(setup: Setup) -> None:
         assert client.post("/v2/kafka/connector", json=no_class).json() == (
             "properties must name the connector.class"
         )
+        connector = client.post(
+            "/v2/kafka/connector",
+            json={"name": "n", "cluster_id": cluster_id, "properties": {"connector.class": "x"}},
+        ).json()
+        wrapped = client.post(
+            f"/v2/kafka/update-connector/{connector['connector_id']}",
+            json={"properties": {"connection.uri": "u"}},
+        )
+        assert wrapped.status_code == 400 and "themselves as the body" in wrapped.json()
         assert client.get("/v2/qstash/user", auth=(EMAIL, "nope")).status_code == 401
 
 
