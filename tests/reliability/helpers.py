@@ -1,4 +1,4 @@
-"""Helpers of the reliability tests: plain functions and classes (no conftest of their own).
+"""Helpers of the reliability tests: plain functions and classes (fixtures: conftest.py).
 
 - `Stack`: starts devservers (each with fresh random tokens) and bridges as subprocesses and
   stops them; every log file and token it saw is recorded in its `recorded`, which

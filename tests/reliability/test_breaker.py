@@ -14,12 +14,10 @@ import socket
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import hiredis
 import pytest
 
-from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
 from tests.reliability.helpers import (
@@ -40,15 +38,6 @@ DEFAULT_BREAKER_FAILURES = 5
 #: How long the outage lasts while a client hammers the bridge.
 OUTAGE_S = 2.0
 RECOVERY_DEADLINE_S = 35.0  # the longest open period (30 s) plus slack
-
-
-@pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("breaker")), redis_server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

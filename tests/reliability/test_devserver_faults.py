@@ -24,24 +24,8 @@ T = 10.0  # seconds: deadline of every HTTP call here
 
 
 @pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("faults")), redis_server.url)
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def dev(stack: Stack) -> DevServerHandle:
     return stack.devserver()
-
-
-@pytest.fixture
-def direct(redis_server: RedisServerProcess) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()
 
 
 @pytest.fixture(autouse=True)

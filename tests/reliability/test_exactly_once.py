@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -105,15 +104,6 @@ class CounterWorkload(Workload):
             commands.append((("INCR", self.counter_key), check_incr))
             commands.append((("RPUSH", f"{self.ledger_prefix}{cid}", seq), check_push))
         return commands
-
-
-@pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("exactly-once")), redis_server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

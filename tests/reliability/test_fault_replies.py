@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
 
 import pytest
 
-from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
 from tests.reliability.helpers import (
@@ -51,15 +49,6 @@ KINDS = {
         "stall_s": 2.5 * UPSTREAM_TIMEOUT_S,
     },
 }
-
-
-@pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("fault-replies")), redis_server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

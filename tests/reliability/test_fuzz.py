@@ -18,7 +18,6 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import hiredis
@@ -26,7 +25,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.e2e.conftest import BridgeProcess
 from tests.reliability.helpers import (
@@ -145,15 +143,6 @@ def run_case(port: int, data: bytes) -> tuple[int, bool]:
     if protocol:
         assert protocol == [len(replies) - 1], f"replies after a protocol error: {replies!r:.300}"
     return len(replies), bool(protocol)
-
-
-@pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("fuzz")), redis_server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

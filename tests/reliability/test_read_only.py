@@ -7,23 +7,12 @@ throughout. The devserver's `commands` counter proves what reached the upstream.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
 from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.reliability.helpers import RespClient, Stack, error_text
-
-
-@pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("read-only")), redis_server.url)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,10 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle
 from tests.reliability.helpers import RespClient, Stack, pack, report, rss_kb
 
@@ -26,24 +24,8 @@ FAST_MAX_S = 6.0
 
 
 @pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServerProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    s = Stack(str(tmp_path_factory.mktemp("slow-reader")), redis_server.url)
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def dev(stack: Stack) -> DevServerHandle:
     return stack.devserver()
-
-
-@pytest.fixture
-def direct(redis_server: RedisServerProcess) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url)
-    yield client
-    client.close()
 
 
 def _slow_socket(port: int, rcvbuf: int = 16 * 1024) -> socket.socket:

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from bridge.devserver.redis_process import RedisServerProcess
 from tests.reliability.helpers import (
     NO_FAULTS,
     KeyValueWorkload,
@@ -45,13 +41,6 @@ TRICKLE = {
     "stall_rate": 0.003,
     "stall_s": 4.0,
 }
-
-
-@pytest.fixture
-def stack(redis_server: RedisServerProcess, tmp_path: str) -> Iterator[Stack]:
-    s = Stack(str(tmp_path), redis_server.url)
-    yield s
-    s.close()
 
 
 def _connected_clients(port: int) -> int:
