@@ -3,21 +3,18 @@
 Owns starting and stopping the servers a run needs: `redis-server` (through the project's
 `RedisServerProcess`), `resp-bridge devserver` and `resp-bridge serve`, each a child in its own
 session (a terminal's Ctrl-C reaches only the harness, which then stops them in order) that
-Linux also kills if the harness dies (PR_SET_PDEATHSIG). Everything binds to 127.0.0.1 on a
-free port; no process here ever talks to anything but loopback, and the bridge never sees the
-`UPSTASH_REDIS_REST_*` variables of the caller's environment.
+Linux also kills if the harness dies (both from `bridge.child_process`). Everything binds to
+127.0.0.1 on a free port; no process here ever talks to anything but loopback, and the bridge
+never sees the `UPSTASH_REDIS_REST_*` variables of the caller's environment.
 
 `ProcSample` reads CPU time (utime + stime) and memory (VmRSS, VmHWM) of a pid from /proc.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import select
-import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from bridge.child_process import log_tail, read_ready_line, spawn_child, stop_child
 
 #: How long a devserver may take to print its READY line.
 DEVSERVER_START_TIMEOUT_S = 30.0
@@ -38,12 +37,6 @@ BRIDGE_START_ATTEMPTS = 3
 BENCH_TOKEN = "resp-bridge-bench-token"
 
 _CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -53,9 +46,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bridge_cli(*args: str) -> list[str]:
-    """The command line of `resp-bridge ARGS` with this interpreter (works without the script)."""
-    return [sys.executable, "-c", "from bridge.cli import main; main()", *args]
+def bridge_cli(*args: str, python: str | None = None) -> list[str]:
+    """The command line of `resp-bridge ARGS` with this interpreter, or `python` (another
+    install, such as an older release's venv); works without the script."""
+    return [python or sys.executable, "-c", "from bridge.cli import main; main()", *args]
 
 
 def child_env() -> dict[str, str]:
@@ -68,36 +62,17 @@ def child_env() -> dict[str, str]:
 
 
 def spawn(args: list[str], log_path: str, *, stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, stderr (and stdout unless piped) to `log_path`."""
+    """Start a child in its own session, stderr (and stdout unless piped) to `log_path`.
+    Called from the harness's main thread, so the child dies with the harness."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdout_pipe else log,
-            stderr=log,
-            env=child_env(),
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        return spawn_child(
+            args, stdout=subprocess.PIPE if stdout_pipe else log, stderr=log, env=child_env()
         )
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, wait, then SIGKILL; always reaps the child."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def log_tail(path: str, chars: int = 2000) -> str:
-    with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as fh:
-        return fh.read()[-chars:]
-    return ""
+    stop_child(proc, STOP_TIMEOUT_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +109,10 @@ class DevServer:
     url: str = ""
     proc: subprocess.Popen[bytes] | None = None
     _http: httpx.Client | None = field(default=None, repr=False)
+    #: More devserver flags (`--tls-cert C --tls-key K`), and the CA that signed its
+    #: certificate (for the stats client).
+    extra_args: tuple[str, ...] = ()
+    ca_file: str | None = None
 
     @property
     def token(self) -> str:
@@ -148,20 +127,18 @@ class DevServer:
         args = bridge_cli(
             "devserver", "--port", "0", "--redis-url", self.redis_url,
             "--token", BENCH_TOKEN, "--readonly-token", BENCH_TOKEN + "-ro",
-            "--latency-ms", f"{self.latency_ms:g}", "--log-level", "warning",
+            "--latency-ms", f"{self.latency_ms:g}", "--log-level", "warning", *self.extra_args,
         )  # fmt: skip
         self.proc = spawn(args, self.log_path, stdout_pipe=True)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], DEVSERVER_START_TIMEOUT_S)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("READY "):
+        self.url = read_ready_line(self.proc, DEVSERVER_START_TIMEOUT_S)
+        if not self.url:
             self.stop()
-            raise RuntimeError(
-                f"devserver did not start (got {line!r}); its log:\n{log_tail(self.log_path)}"
-            )
-        self.url = line.split(" ", 1)[1].strip()
+            raise RuntimeError(f"devserver did not start; its log:\n{log_tail(self.log_path)}")
         self._http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {BENCH_TOKEN}"}, timeout=10
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {BENCH_TOKEN}"},
+            timeout=10,
+            verify=ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True,
         )
         return self
 
@@ -193,6 +170,8 @@ class Bridge:
     log_path: str
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: The interpreter of another install (an older release), or None for this one.
+    python: str | None = None
 
     @property
     def pid(self) -> int:
@@ -205,6 +184,7 @@ class Bridge:
             args = bridge_cli(
                 "serve", "--port", str(self.port), "--url", self.upstream_url,
                 "--token", self.token, "--log-level", "warning", *self.flags,
+                "--admin-socket", f"{self.log_path}.admin.sock", python=self.python,
             )  # fmt: skip
             self.proc = spawn(args, self.log_path)
             if self._wait_ready():

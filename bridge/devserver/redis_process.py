@@ -5,24 +5,32 @@ until it answers PING, terminate it (and reap it) on stop. Usable as a sync cont
 (test fixtures, scripts) and as an async one from trio (the devserver's embedded default): the
 async variant spawns in the calling thread and polls readiness without blocking the event loop.
 Never daemonizes and never writes to the working directory (its `--dir` is a temporary one).
+
+The child dies with its parent however the parent dies (see `bridge.child_process`). Its
+temporary directory records both pids; a directory whose owner is gone (a parent killed by
+SIGKILL or the OOM killer has no chance to remove it) is removed at the next start, together
+with its redis-server should that one still run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import glob
+import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from types import TracebackType
 
 import trio
+
+from bridge.child_process import log_tail, process_start_time, spawn_child, stop_child
 
 #: How long redis-server may take to answer its first PING (a cold start is ~10 ms).
 STARTUP_TIMEOUT_S = 10.0
@@ -39,7 +47,11 @@ _INSTALL_HINT = (
     "redis-server was not found on PATH; install it with `apt-get install redis-server` "
     "(Debian/Ubuntu) or pass --redis-url to use an existing Redis"
 )
-_PR_SET_PDEATHSIG = 1
+#: Prefix of the child's temporary directory (in $TMPDIR), and the file naming its owners.
+DIR_PREFIX = "resp-bridge-redis-"
+OWNER_FILE = "owner.json"
+
+log = logging.getLogger("bridge.devserver")
 
 
 class RedisProcessError(RuntimeError):
@@ -61,11 +73,45 @@ def redis_server_path(executable: str = "redis-server") -> str:
     return path
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask Linux to SIGTERM the child when its parent dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _alive(pid_and_start: list[int | None] | None) -> bool:
+    """Is this [pid, start time] process still running? Without /proc (start time None) the
+    pid alone decides: a reused pid then keeps a stale directory, which is harmless."""
+    if not pid_and_start or pid_and_start[0] is None:
+        return False
+    pid, start = pid_and_start
+    if start is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return process_start_time(pid) == start
+
+
+def remove_stale_dirs(tmp_dir: str | None = None) -> int:
+    """Remove this user's redis-server temp directories whose owner process is gone (and stop
+    their redis-server if it still runs). Returns how many were removed."""
+    removed = 0
+    for path in glob.glob(os.path.join(tmp_dir or tempfile.gettempdir(), DIR_PREFIX + "*")):
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            with open(os.path.join(path, OWNER_FILE), encoding="utf-8") as fh:
+                owners = json.load(fh)
+        except (OSError, ValueError):
+            continue  # not ours, or being created right now: leave it alone
+        if _alive(owners.get("owner")):
+            continue
+        child = owners.get("child")
+        if child and child[1] is not None and _alive(child):
+            log.warning("stopping redis-server pid %d left behind by a killed bridge", child[0])
+            with contextlib.suppress(OSError):
+                os.kill(child[0], signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 class RedisServerProcess:
@@ -90,7 +136,7 @@ class RedisServerProcess:
         self._extra_args = extra_args
         self._startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._dir: str | None = None
         self._log_path = ""
 
     @property
@@ -108,9 +154,12 @@ class RedisServerProcess:
     # -- sync API ---------------------------------------------------------------------------
 
     def start(self) -> RedisServerProcess:
-        """Start the child and block until it answers PING."""
+        """Start the child and block until it answers PING.
+
+        The child dies with this process only when started from the main thread (the kernel
+        ties that to the forking thread); from another thread, use `start_async`."""
         for attempt in range(START_ATTEMPTS):
-            self._spawn()
+            self._spawn(die_with_parent=threading.current_thread() is threading.main_thread())
             deadline = time.monotonic() + self._startup_timeout_s
             while True:
                 if self._probe():
@@ -127,15 +176,10 @@ class RedisServerProcess:
     def stop(self) -> None:
         """Terminate the child (SIGTERM, then SIGKILL after STOP_TIMEOUT_S) and reap it."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT_S)
+        if proc is not None:
+            stop_child(proc, STOP_TIMEOUT_S)
         if self._dir is not None:
-            self._dir.cleanup()
+            shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
     def __enter__(self) -> RedisServerProcess:
@@ -152,9 +196,12 @@ class RedisServerProcess:
     # -- trio API ---------------------------------------------------------------------------
 
     async def start_async(self) -> RedisServerProcess:
-        """Like start(), but waits for readiness without blocking the trio event loop."""
+        """Like start(), but waits for readiness without blocking the trio event loop.
+
+        Spawns in the thread running the trio loop, which lives until the `async with` ends:
+        the child dies with this process however it dies."""
         for attempt in range(START_ATTEMPTS):
-            self._spawn()
+            self._spawn(die_with_parent=True)
             with trio.move_on_after(self._startup_timeout_s):
                 while self.running:
                     if await trio.to_thread.run_sync(self._probe):
@@ -180,11 +227,12 @@ class RedisServerProcess:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self, *, die_with_parent: bool) -> None:
         path = redis_server_path(self._executable)
+        remove_stale_dirs()
         self.port = self._requested_port or find_free_port(self.host)
-        self._dir = tempfile.TemporaryDirectory(prefix="resp-bridge-redis-")
-        self._log_path = os.path.join(self._dir.name, "redis.log")
+        self._dir = tempfile.mkdtemp(prefix=DIR_PREFIX)
+        self._log_path = os.path.join(self._dir, "redis.log")
         args = [
             path,
             "--port", str(self.port),
@@ -192,22 +240,16 @@ class RedisServerProcess:
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
-            "--dir", self._dir.name,
+            "--dir", self._dir,
             "--logfile", self._log_path,
             *self._extra_args,
         ]  # fmt: skip
-        # PDEATHSIG is tied to the forking *thread*; only safe from the main thread.
-        on_linux_main = sys.platform == "linux" and threading.current_thread() is (
-            threading.main_thread()
-        )
-        self._proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop the child
-            preexec_fn=_die_with_parent if on_linux_main else None,
-        )
+        self._proc = spawn_child(args, die_with_parent=die_with_parent)
+        me = os.getpid()
+        owners = {"owner": [me, process_start_time(me)]}
+        owners["child"] = [self._proc.pid, process_start_time(self._proc.pid)]
+        with open(os.path.join(self._dir, OWNER_FILE), "w", encoding="utf-8") as fh:
+            json.dump(owners, fh)
 
     def _probe(self) -> bool:
         try:
@@ -219,12 +261,7 @@ class RedisServerProcess:
 
     def _failure_text(self) -> str:
         code = self._proc.poll() if self._proc else None
-        log = ""
-        with (
-            contextlib.suppress(OSError),
-            open(self._log_path, encoding="utf-8", errors="replace") as fh,
-        ):
-            log = fh.read()[-2000:]
+        log = log_tail(self._log_path)
         state = f"exited with code {code}" if code is not None else "did not answer PING"
         return f"redis-server on port {self.port} {state} within {self._startup_timeout_s} s" + (
             f"; its log ends with:\n{log}" if log else ""

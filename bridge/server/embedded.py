@@ -2,7 +2,8 @@
 
 Used when no upstream credentials are configured, so `resp-bridge serve` works out of the
 box on a laptop. The devserver listens on a free loopback port with a random token; both
-are stopped when the bridge stops.
+are stopped when the bridge stops. The redis-server child is spawned from the thread running
+the trio loop, so the kernel also stops it when the bridge is killed (SIGKILL, OOM killer).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ async def start_embedded(
     from bridge.devserver.rest_server import DevServerConfig, run_devserver
 
     redis = RedisServerProcess(executable=config.redis_server)
-    await trio.to_thread.run_sync(redis.start)
+    await redis.start_async()
     try:
         token = secrets.token_urlsafe(24)
         dev_config = DevServerConfig(
