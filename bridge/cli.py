@@ -7,7 +7,9 @@ a config-file key and (where conventional) an env var, with one help text.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +96,11 @@ def serve(config_file: str | None, **options: Any) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     _setup_logging(config)
+    try:
+        _check_ports(config)
+    except ConfigError as exc:
+        logging.getLogger("bridge").error("cannot start: %s", exc)
+        sys.exit(1)
 
     def reload_config() -> BridgeConfig:
         # SIGHUP: the same sources again (the file may have changed; flags still win).
@@ -109,11 +116,30 @@ def serve(config_file: str | None, **options: Any) -> None:
             logging.getLogger("bridge").error("%s", leaf)
             sys.exit(2)
         if isinstance(leaf, OSError):
-            logging.getLogger("bridge").error(
-                "cannot start: %s (is another server already using the port? try --port)", leaf
-            )
+            logging.getLogger("bridge").error("cannot start: %s%s", leaf, _os_error_hint(leaf))
             sys.exit(1)
         raise
+
+
+def _check_ports(config: BridgeConfig) -> None:
+    """Taken ports and foreign bind addresses, reported before anything is started."""
+    from bridge.config import parse_host_port
+    from bridge.server.preflight import check_tcp_listen
+
+    if config.port > 0 and "LISTEN_FDS" not in os.environ:  # systemd gives the sockets
+        check_tcp_listen(config.bind, config.port)
+    if config.metrics_bind:
+        host, port = parse_host_port(config.metrics_bind)
+        check_tcp_listen(host, port, what="metrics_bind")
+
+
+def _os_error_hint(exc: OSError) -> str:
+    hints = {
+        errno.EADDRINUSE: " (another server is using that address: stop it or change the port)",
+        errno.EADDRNOTAVAIL: " (that address is not on this host: check --bind/metrics_bind)",
+        errno.EACCES: " (permission denied: ports below 1024 and some paths need privileges)",
+    }
+    return hints.get(exc.errno or 0, "")
 
 
 def first_leaf(exc: BaseException) -> BaseException:

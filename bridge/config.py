@@ -239,10 +239,14 @@ def load_config(
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> BridgeConfig:
-    """Merge file, environment and flags (in rising precedence) and validate the result."""
+    """Merge file, environment and flags (in rising precedence) and validate the result.
+
+    Raises one ConfigError listing every problem found (unknown keys, unconvertible values,
+    invalid settings), not just the first."""
     values: dict[str, Any] = {}
+    problems: list[str] = []
     if config_file is not None:
-        values.update(_read_file(Path(config_file)))
+        values.update(_read_file(Path(config_file), problems))
     env = os.environ if environ is None else environ
     for name, f in FIELDS.items():
         var = f.metadata.get("env")
@@ -251,13 +255,28 @@ def load_config(
     for name, value in (cli or {}).items():
         if value is not None:
             values[name] = value
-    converted = {name: _convert(name, value) for name, value in values.items()}
+    converted: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            converted[name] = _convert(name, value)
+        except ConfigError as exc:
+            problems.append(str(exc))
     config = BridgeConfig(**converted)
-    validate(config)
+    # Settings that failed to convert keep their defaults here: no second message about them.
+    problems += config_problems(config)
+    if problems:
+        raise ConfigError(format_problems(problems))
     return config
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def format_problems(problems: list[str]) -> str:
+    """One problem as is; several as a count and one indented line each."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -270,9 +289,16 @@ def _read_file(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name not in FIELDS:
-            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(FIELDS))})")
-        out[name] = value
+        if name in FIELDS:
+            out[name] = value
+            continue
+        close = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else "the keys are serve's option names with underscores (resp-bridge serve --help)"
+        )
+        problems.append(f"{path}: unknown key {key!r}; {hint}")
     return out
 
 
@@ -301,34 +327,85 @@ def _convert(name: str, value: Any) -> Any:
             raise ValueError(value)
         return None if value is None else str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: invalid value {value!r} (expected {kind})") from None
+        shown = "<redacted>" if FIELDS[name].metadata.get("secret") else repr(value)
+        expected = {"int": "an integer", "float": "a number", "bool": "true or false"}
+        raise ConfigError(
+            f"{name}: invalid value {shown} (expected {expected.get(str(kind), kind)})"
+        ) from None
 
 
-def validate(config: BridgeConfig) -> None:
-    """Raise ConfigError naming the first bad key, with what to do about it."""
+#: A host name (at least one dot, alphabetic top label) or an IPv4 address, optional port and
+#: path: what a URL pasted without its scheme looks like (a pasted token does not match).
+_BARE_HOST = re.compile(
+    r"^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+    r"|localhost|\d{1,3}(?:\.\d{1,3}){3})(?::\d{1,5})?(?:/[^\s?#@]*)?$"
+)
+
+
+def url_problem(name: str, value: str) -> str | None:
+    """What is wrong with an http(s) URL setting, quoting it masked, with what to do; None
+    when it is fine. Never echoes text that could be a pasted token."""
+    example = "such as https://<name>.upstash.io"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return f"{name}: {redact_url(value)!r} is not a URL (unbalanced [ ] around IPv6 host?)"
+    if not parts.scheme or "://" not in value:
+        if _BARE_HOST.match(value):
+            scheme = "http" if value.startswith(("localhost", "127.")) else "https"
+            return f"{name}: {value!r} has no scheme: did you mean {scheme}://{value}?"
+        return f"{name}: {redact_url(value)!r} is not an http(s) URL ({example})"
+    shown = redact_url(value)
+    if parts.scheme in ("redis", "rediss"):
+        return (
+            f"{name}: {shown!r} is a Redis URL; give the database's REST URL "
+            "(https://..., shown in the Upstash console under REST API)"
+        )
+    if parts.scheme not in ("http", "https"):
+        return f"{name}: {shown!r} is not an http(s) URL (the scheme must be https or http)"
+    if not parts.hostname:
+        return f"{name}: {parts.scheme + '://'!r} has no host: give the whole URL, {example}"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        return f"{name}: {shown!r} has an invalid port (a number up to 65535)"
+    return None
+
+
+def _choice_problem(name: str, value: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{name}: {value!r} is not one of {', '.join(choices)}{hint}"
+
+
+def config_problems(config: BridgeConfig) -> list[str]:
+    """Every problem of the settings, each naming the key and saying what to do."""
+    problems: list[str] = []
+    add = problems.append
     for name, choices in _CHOICES.items():
         if getattr(config, name) not in choices:
-            raise ConfigError(f"{name}: must be one of {', '.join(choices)}")
+            add(_choice_problem(name, getattr(config, name), choices))
     if bool(config.url) != bool(config.token):
         missing = "token" if config.url else "url"
-        raise ConfigError(
+        add(
             f"{missing}: an upstream needs both a URL and a token "
             "(UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN); give both or neither"
         )
     if config.url:
-        parts = urlsplit(config.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"url: {redact_url(config.url)!r} is not an http(s) URL")
+        problem = url_problem("url", config.url)
+        parts = urlsplit(config.url) if problem is None else None
+        if problem:
+            add(problem)
         # Credentials in the URL would end up wherever the URL is shown (errors, logs).
-        if parts.query or parts.username or parts.password:
-            raise ConfigError(
+        elif parts is not None and (parts.query or parts.username or parts.password):
+            add(
                 "url: must not carry credentials or a query (such as ?_token=); give the token "
                 "with --token or UPSTASH_REDIS_REST_TOKEN"
             )
     if not -1 <= config.port <= 65535:
-        raise ConfigError("port: must be between 0 and 65535 (or -1 to disable TCP)")
+        add(f"port: {config.port} is not between 0 and 65535 (or -1 to disable TCP)")
     if config.port < 0 and not config.unixsocket:
-        raise ConfigError("port: TCP is disabled (-1) and no unixsocket is set: nothing to serve")
+        add("port: TCP is disabled (-1) and no unixsocket is set: nothing to serve")
     positive = (
         "max_clients", "max_batch_commands", "max_batch_bytes", "max_request_bytes",
         "max_in_flight", "max_query_buffer_bytes", "max_bulk_bytes", "max_args",
@@ -336,25 +413,51 @@ def validate(config: BridgeConfig) -> None:
     )  # fmt: skip
     for name in positive:
         if getattr(config, name) <= 0:
-            raise ConfigError(f"{name}: must be a positive number")
-    for name in ("upstream_timeout_s", "connect_timeout_s"):
+            add(f"{name}: must be a positive number")
+    for name in ("upstream_timeout_s", "connect_timeout_s", "metrics_ready_upstream_s"):
         if getattr(config, name) <= 0:
-            raise ConfigError(f"{name}: must be a positive number of seconds")
+            add(f"{name}: must be a positive number of seconds")
     if not 0 <= config.shutdown_timeout_s <= 3600:  # also refuses nan and inf
-        raise ConfigError("shutdown_timeout_s: must be between 0 (close at once) and 3600 seconds")
+        add("shutdown_timeout_s: must be between 0 (close at once) and 3600 seconds")
     if not 0 < config.blocking_poll_min_ms <= config.blocking_poll_max_ms:
-        raise ConfigError("blocking_poll_min_ms: must be positive and at most blocking_poll_max_ms")
+        add("blocking_poll_min_ms: must be positive and at most blocking_poll_max_ms")
     if config.breaker_failures < 1 or config.breaker_open_s <= 0:
-        raise ConfigError("breaker_failures / breaker_open_s: must be positive")
+        add("breaker_failures / breaker_open_s: must be positive")
     if config.max_output_buffer_bytes <= 0:
-        raise ConfigError("max_output_buffer_bytes: must be a positive number")
+        add("max_output_buffer_bytes: must be a positive number")
     if config.ca_file and not Path(config.ca_file).is_file():
-        raise ConfigError(f"ca_file: {config.ca_file} does not exist or is not a file")
+        add(f"ca_file: {config.ca_file} does not exist or is not a file")
     if config.idle_timeout_s < 0:
-        raise ConfigError("idle_timeout_s: must be 0 (off) or positive")
+        add("idle_timeout_s: must be 0 (off) or positive")
     if not 0 <= config.unixsocketperm <= 0o777:
-        raise ConfigError("unixsocketperm: must be a file mode such as 0o600")
+        add("unixsocketperm: must be a file mode such as 0o600")
     for name in ("upstash_api_url", "enterprise_url"):
         value = getattr(config, name)
-        if value and urlsplit(value).scheme not in ("http", "https"):
-            raise ConfigError(f"{name}: {value!r} is not an http(s) URL")
+        problem = url_problem(name, value) if value else None
+        if problem:
+            add(problem)
+    if config.metrics_bind is not None:
+        try:
+            parse_host_port(config.metrics_bind)
+        except ValueError as exc:
+            add(f"metrics_bind: {exc}")
+    return problems
+
+
+def validate(config: BridgeConfig) -> None:
+    """Raise one ConfigError listing every problem of `config` (see `config_problems`)."""
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError(format_problems(problems))
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """("127.0.0.1", 9121) from "127.0.0.1:9121"; IPv6 in brackets ("[::1]:9121")."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (such as 127.0.0.1:9121)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: put an IPv6 address in brackets, such as [::1]:9121")
+    return host, int(port)
