@@ -13,8 +13,8 @@ Invariants:
 - peers of another user (other than root) are refused (SO_PEERCRED), on top of mode 0600;
 - one admin client cannot hurt the bridge: bounded input (parser limits), a bounded number of
   admin clients, a deadline on every command, and `Exception` contained per connection.
-It changes the running bridge only through `BridgeServer` (connections, dispatcher pause,
-upstream token) and the daemon's `Lifecycle` (reload, graceful stop).
+It changes the running bridge only through `BridgeState`'s methods (kill, switch_upstream,
+rotate_token), the dispatcher's pause, and the daemon's `Lifecycle` (reload, graceful stop).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -53,11 +53,9 @@ from bridge.server.admin_socket import (
     peer_uid,
     resolve_admin_socket,
 )
+from bridge.server.lifecycle import Lifecycle
+from bridge.server.state import BridgeState
 from bridge.upstream import management_ops
-
-if TYPE_CHECKING:
-    from bridge.server.lifecycle import Lifecycle
-    from bridge.server.runner import BridgeServer
 
 log = logging.getLogger("bridge.admin")
 
@@ -144,13 +142,13 @@ class AdminServer:
 
     def __init__(
         self,
-        server: BridgeServer,
+        state: BridgeState,
         *,
         path: str,
         lifecycle: Lifecycle | None = None,
         stop_now: Callable[[], None] | None = None,
     ) -> None:
-        self.server = server
+        self.state = state
         self.path = path
         self.lifecycle = lifecycle
         self._stop_now = stop_now
@@ -161,8 +159,6 @@ class AdminServer:
         self._sync_token = ""
         self._sync_seen_at: float | None = None
         self._last_probe: dict[str, Any] | None = None
-        #: The Upstash database chosen by DB USE (its id), None: the configured one.
-        self.database_in_use: str | None = None
         self.commands = {c.name: c for c in self._command_table()}
 
     def _command_table(self) -> list[AdminCommand]:
@@ -327,7 +323,7 @@ class AdminServer:
             except Exception:
                 log.exception("admin command %s failed", name)
                 value = ErrorReply(b"ERR internal error in the admin command (see the log)")
-        return encode_value(scrub_value(value, secrets_of(self.server)), peer.proto)
+        return encode_value(scrub_value(value, secrets_of(self.state)), peer.proto)
 
     # -- background: health samples and sync token changes ------------------------------
 
@@ -337,23 +333,23 @@ class AdminServer:
             await trio.sleep(HEALTH_SAMPLE_S)
 
     def _take_sample(self) -> None:
-        s = self.server.stats
+        s = self.state.stats
         self._samples.append((trio.current_time(), s.http_requests, sum(s.errors.values())))
-        token = self.server.upstream.sync_token
+        token = self.state.upstream.sync_token
         if token != self._sync_token:
             self._sync_token = token
             self._sync_seen_at = time.monotonic()
 
     def health(self) -> str:
-        s = self.server.stats
+        s = self.state.stats
         requests, errors = s.http_requests, sum(s.errors.values())
         if self._samples:
             _, old_requests, old_errors = self._samples[0]
             requests -= old_requests
             errors -= old_errors
         window = f"in the last {HEALTH_WINDOW_S} s"
-        breaker = getattr(self.server.dispatcher, "breaker", None)
-        if breaker is not None and breaker.state != "closed":
+        breaker = self.state.dispatcher.breaker
+        if breaker.state != "closed":
             return f"failing: circuit breaker {breaker.state} ({errors} errors {window})"
         if errors == 0 and requests == 0:
             probe = self._last_probe
@@ -367,13 +363,13 @@ class AdminServer:
         return f"degraded: {errors} of {requests} upstream requests failed {window}"
 
     def sync_token_age_s(self) -> float | None:
-        upstream = self.server.upstream
+        upstream = self.state.upstream
         if not upstream.sync_token:
             return None
-        updated = getattr(upstream, "sync_token_updated", None)
-        if isinstance(updated, int | float):
+        updated = upstream.sync_token_updated
+        if updated is not None:
             for now in (time.monotonic(), time.time()):
-                if 0 <= now - updated < self.server.stats.uptime_s + 5:
+                if 0 <= now - updated < self.state.stats.uptime_s + 5:
                     return round(now - updated, 1)
         if self._sync_seen_at is None or self._sync_token != upstream.sync_token:
             self._take_sample()
@@ -389,11 +385,11 @@ class AdminServer:
         return lines
 
     async def _stats(self, words: list[str], peer: _Peer) -> Any:
-        return stats_reply(self.server)
+        return stats_reply(self.state)
 
     async def _clients(self, words: list[str], peer: _Peer) -> Any:
-        paused = self.server.dispatcher.paused
-        return [client_row(c, paused) for c in list(self.server.connections.values())]
+        paused = self.state.dispatcher.paused
+        return [client_row(c, paused) for c in list(self.state.connections.values())]
 
     async def _kill(self, words: list[str], peer: _Peer) -> Any:
         if len(words) != 1:
@@ -402,41 +398,39 @@ class AdminServer:
             client_id = int(words[0])
         except ValueError:
             raise AdminError(f"ERR client id must be a number, got {words[0]!r}") from None
-        if not self.server.kill_client(client_id):
+        if not self.state.kill_client(client_id):
             raise AdminError(f"ERR no such client {client_id}")
         return Status(b"OK")
 
     async def _upstream(self, words: list[str], peer: _Peer) -> Any:
-        server = self.server
-        upstream = server.upstream
+        state = self.state
+        upstream = state.upstream
         if words and words[0].upper() == "PROBE":
             await self._probe()
         elif words:
             raise AdminError("ERR usage: UPSTREAM [PROBE]")
         age = self.sync_token_age_s()
-        breaker = getattr(server.dispatcher, "breaker", None)
-        circuit: dict[str, Any] | None = None
-        if breaker is not None:
-            circuit = {
-                "state": breaker.state,
-                "consecutive_failures": breaker.consecutive_failures,
-                "opened_total": breaker.opened_total,
-                "rejected_total": breaker.rejected_total,
-                "retry_in_s": round(breaker.retry_in_s(), 2),
-            }
+        breaker = state.dispatcher.breaker
+        circuit = {
+            "state": breaker.state,
+            "consecutive_failures": breaker.consecutive_failures,
+            "opened_total": breaker.opened_total,
+            "rejected_total": breaker.rejected_total,
+            "retry_in_s": round(breaker.retry_in_s(), 2),
+        }
         return {
             "url": upstream.display_url,
             "health": self.health(),
             "response_format": "resp2" if upstream.resp2 else "json+base64",
-            "server_version": server.server_version,
+            "server_version": state.server_version,
             "last_probe": self._last_probe
             if self._last_probe is not None
             else "none since start (UPSTREAM PROBE checks now)",
-            "requests_in_flight": server.dispatcher.in_flight,
-            "max_in_flight": server.dispatcher.limits.max_in_flight,
-            "paused": server.dispatcher.paused,
-            "http_requests": server.stats.http_requests,
-            "errors": dict(sorted(server.stats.errors.items())),
+            "requests_in_flight": state.dispatcher.in_flight,
+            "max_in_flight": state.dispatcher.limits.max_in_flight,
+            "paused": state.dispatcher.paused,
+            "http_requests": state.stats.http_requests,
+            "errors": dict(sorted(state.stats.errors.items())),
             "sync_token": "present" if upstream.sync_token else "none yet",
             "sync_token_age_s": age,
             "circuit_breaker": circuit,
@@ -447,7 +441,7 @@ class AdminServer:
         ok = False
         try:
             with trio.fail_after(PROBE_TIMEOUT_S):
-                result = await self.server.upstream.probe()
+                result = await self.state.upstream.probe()
         except UpstreamAuthError:
             detail = "the upstream refused the token (HTTP 401)"
         except trio.TooSlowError:
@@ -455,8 +449,7 @@ class AdminServer:
         else:
             ok = result.reachable
             detail = result.detail
-            if result.server_version:
-                self.server.server_version = result.server_version
+            self.state.note_server_version(result.server_version)
         self._last_probe = {
             "ok": ok,
             "detail": detail,
@@ -473,7 +466,7 @@ class AdminServer:
                 raise AdminError("ERR usage: PAUSE [wait_s]") from None
             if not 0 <= wait_s <= PAUSE_MAX_WAIT_S:
                 raise AdminError(f"ERR wait_s must be between 0 and {PAUSE_MAX_WAIT_S:g}")
-        dispatcher = self.server.dispatcher
+        dispatcher = self.state.dispatcher
         dispatcher.set_paused(True)
         with trio.move_on_after(wait_s):
             while dispatcher.in_flight:
@@ -486,14 +479,14 @@ class AdminServer:
         return Status(b"OK")
 
     async def _resume(self, words: list[str], peer: _Peer) -> Any:
-        self.server.dispatcher.set_paused(False)
+        self.state.dispatcher.set_paused(False)
         return Status(b"OK")
 
     async def _reload(self, words: list[str], peer: _Peer) -> Any:
         lifecycle = self.lifecycle
         if lifecycle is None or lifecycle.reload_config is None:
             raise AdminError("ERR this bridge has no configuration source to reload")
-        if lifecycle.server is None:
+        if lifecycle.state is None:
             raise AdminError("ERR the bridge is still starting; retry in a moment")
         if lifecycle.stopping:
             raise AdminError("ERR the bridge is shutting down")
@@ -503,9 +496,9 @@ class AdminServer:
             raise AdminError(
                 f"ERR reload failed, the running configuration is kept: {exc}"
             ) from None
-        before = self.server.config
+        before = self.state.config
         lifecycle.reload()
-        after = self.server.config
+        after = self.state.config
         names = [f.name for f in dataclasses.fields(BridgeConfig)]
         for value in (after.upstash_api_key, after.enterprise_password):
             logs.add_secret(value)
@@ -524,7 +517,7 @@ class AdminServer:
         if mode not in ("GRACEFUL", "NOW") or len(words) > 1:
             raise AdminError("ERR usage: SHUTDOWN [GRACEFUL|NOW]")
         lifecycle = self.lifecycle
-        if mode == "GRACEFUL" and lifecycle is not None and lifecycle.server is not None:
+        if mode == "GRACEFUL" and lifecycle is not None and lifecycle.state is not None:
             log.info("admin: SHUTDOWN GRACEFUL, draining clients")
             peer.after_reply = lifecycle.stop_requested.set
         elif self._stop_now is not None:
@@ -536,10 +529,10 @@ class AdminServer:
         return Status(b"OK")
 
     async def _metrics(self, words: list[str], peer: _Peer) -> Any:
-        return prometheus_text(self.server)
+        return prometheus_text(self.state)
 
     async def _config(self, words: list[str], peer: _Peer) -> Any:
-        return config_reply(self.server, self.path, words)
+        return config_reply(self.state, self.path, words)
 
     async def _db(self, words: list[str], peer: _Peer) -> Any:
         return await self._management("DB", words)
@@ -553,7 +546,7 @@ class AdminServer:
         rest = words[1:] if words[0].lower() in management_ops.PROVIDERS else words
         if group == "DB" and rest and rest[0].upper() == "USE":
             return await self._use(words)
-        config = self.server.config
+        config = self.state.config
         full = [group, *words]
         request = management_ops.parse_command(
             full, default_provider=management_ops.default_provider(config)
@@ -571,7 +564,7 @@ class AdminServer:
         """DB USE <id>: switch to that Upstash database's REST endpoint and token; clients
         stay connected, requests in flight finish on the old database, pub/sub streams
         reconnect to the new one."""
-        provider = management_ops.default_provider(self.server.config)
+        provider = management_ops.default_provider(self.state.config)
         if words[0].lower() in management_ops.PROVIDERS:
             provider = words.pop(0).lower()
         if len(words) != 2:
@@ -583,37 +576,30 @@ class AdminServer:
             )
         database_id = words[1]
         database = await management_ops.run_management(
-            self.server.config, ["DB", "UPSTASH", "INFO", database_id], show_secrets=True
+            self.state.config, ["DB", "UPSTASH", "INFO", database_id], show_secrets=True
         )
         endpoint = database.get("endpoint") if isinstance(database, dict) else None
         token = database.get("rest_token") if isinstance(database, dict) else None
         if not isinstance(endpoint, str) or not endpoint or not isinstance(token, str) or not token:
             raise AdminError(f"ERR database {database_id} has no REST endpoint and token")
-        logs.add_secret(token)
-        upstream = self.server.upstream
+        state = self.state
+        upstream = state.upstream
         before = upstream.display_url
-        url = rest_url(endpoint, upstream.url)
-        upstream.switch(url, token)
-        self.database_in_use = str(database.get("database_id") or database_id)
-        # The new token may allow writes: read-only mode is re-learned from the upstream.
-        self.server.read_only = self.server.config.read_only
-        streams = 0
-        switch_streams = getattr(self.server.pubsub, "switch_upstream", None)
-        if switch_streams is not None:
-            streams = switch_streams(upstream.url)
+        in_use = str(database.get("database_id") or database_id)
+        streams = state.switch_upstream(rest_url(endpoint, upstream.url), token, in_use)
         log.warning(
             "DB USE: this bridge now uses database %s at %s (was %s); the configuration is "
             "unchanged: a restart goes back to the configured database",
-            self.database_in_use, upstream.display_url, before,
+            in_use, upstream.display_url, before,
         )  # fmt: skip
         return {
             "result": "switched",
-            "database_id": self.database_in_use,
+            "database_id": in_use,
             "database_name": database.get("database_name"),
             "url": upstream.display_url,
             "previous_url": before,
             "token": "the database's own (never shown)",
-            "clients": len(self.server.connections),
+            "clients": len(self.state.connections),
             "pubsub_streams_reconnected": streams,
         }
 
@@ -626,24 +612,21 @@ class AdminServer:
         endpoint, token = database.get("endpoint"), database.get("rest_token")
         if not endpoint or not isinstance(token, str) or not token:
             return None
-        parts = urlsplit(self.server.upstream.url)
-        if self.database_in_use is not None:
-            if database.get("database_id") != self.database_in_use:
+        state = self.state
+        parts = urlsplit(state.upstream.url)
+        in_use = state.database_in_use
+        if in_use is not None:
+            if database.get("database_id") != in_use:
                 return None
         elif endpoint not in (parts.hostname, parts.netloc):
             return None
-        logs.add_secret(token)
-        self.server.upstream.set_token(token)
-        if self.database_in_use is not None:
-            # The configuration still names the configured database: left alone.
+        if not state.rotate_token(token):
+            # DB USE chose this database: the configuration still names the configured one.
             log.warning(
                 "the REST token of database %s (in use by DB USE) was reset: this bridge now "
-                "uses the new one", self.database_in_use,
+                "uses the new one", in_use,
             )  # fmt: skip
             return "switched to the new REST token"
-        self.server.config = dataclasses.replace(self.server.config, token=token)
-        if self.lifecycle is not None:
-            self.lifecycle.config = self.server.config
         log.warning(
             "the REST token of database %s was reset: this bridge now uses the new one; "
             "update UPSTASH_REDIS_REST_TOKEN (or token in the config file), or a reload or "
@@ -679,19 +662,19 @@ class AdminServer:
 
 
 async def serve_admin(
-    server: BridgeServer,
+    state: BridgeState,
     lifecycle: Lifecycle | None,
     stop_now: Callable[[], None] | None,
     *,
     task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the admin console of `server` until cancelled (started in run_bridge's nursery).
+    """Run the admin console of `state` until cancelled (started in run_bridge's nursery).
 
     An explicit `admin_socket` that cannot be used stops the start-up (ConfigError); the
     default one only logs a warning, so that several bridges of one user can run at once
     (the first gets the default socket)."""
-    path, explicit = resolve_admin_socket(server.config)
-    for value in (server.config.upstash_api_key, server.config.enterprise_password):
+    path, explicit = resolve_admin_socket(state.config)
+    for value in (state.config.upstash_api_key, state.config.enterprise_password):
         logs.add_secret(value)
     if path is None:
         log.info("admin socket disabled")
@@ -707,7 +690,7 @@ async def serve_admin(
         log.log(level, "no admin socket: %s (set --admin-socket to choose a path)", exc)
         task_status.started(None)
         return
-    admin = AdminServer(server, path=admin_socket.path, lifecycle=lifecycle, stop_now=stop_now)
+    admin = AdminServer(state, path=admin_socket.path, lifecycle=lifecycle, stop_now=stop_now)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(admin.run, admin_socket.listener)

@@ -9,21 +9,16 @@ every credential the bridge holds wherever it appears in a value: the last step 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge import __version__
-from bridge.core.resp import ErrorReply, Status, encode_error
+from bridge.core import resp
+from bridge.core.resp import ErrorReply, Status
 from bridge.redaction import redact_url
 from bridge.server.counters import LATENCY_BUCKETS_MS
+from bridge.server.state import BridgeState, ClientConnection
 from bridge.upstream import management_ops
 
-if TYPE_CHECKING:
-    from bridge.server.connection import Connection
-    from bridge.server.runner import BridgeServer
-
-#: RESP integers are signed 64-bit; APIs send bigger ones (Upstash: db_request_limit = 2**63).
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Shorter "secrets" are not masked by value (masking "ab" would garble every reply).
 SHORTEST_SECRET_CHARS = 4
 
@@ -37,55 +32,13 @@ class AdminError(Exception):
 
 def encode_value(value: Any, proto: int) -> bytes:
     """dict → map (RESP2: flat array), list → array, str/bytes → bulk, int, float, bool,
-    None → null; `Status` and `ErrorReply` keep their line types."""
-    out: list[bytes] = []
-    _encode(value, proto, out)
-    return b"".join(out)
+    None → null; `Status` and `ErrorReply` keep their line types; anything else as its text.
+    Floats keep Python's shortest spelling (operators read them)."""
+    return resp.encode_value(value, proto, default=str, float_text=_float_text)
 
 
-def _encode(value: Any, proto: int, out: list[bytes]) -> None:
-    if value is None:
-        out.append(b"_\r\n" if proto == 3 else b"$-1\r\n")
-    elif isinstance(value, Status):
-        out.append(b"+" + _line(bytes(value)) + b"\r\n")
-    elif isinstance(value, ErrorReply):
-        out.append(encode_error(bytes(value)))
-    elif isinstance(value, bool):
-        if proto == 3:
-            out.append(b"#t\r\n" if value else b"#f\r\n")
-        else:
-            out.append(b":1\r\n" if value else b":0\r\n")
-    elif isinstance(value, int):
-        if INT64_MIN <= value <= INT64_MAX:
-            out.append(b":%d\r\n" % value)
-        elif proto == 3:
-            out.append(b"(%d\r\n" % value)  # big number
-        else:
-            _encode(str(value), proto, out)
-    elif isinstance(value, float):
-        text = repr(value).encode()
-        out.append(b",%s\r\n" % text if proto == 3 else b"$%d\r\n%s\r\n" % (len(text), text))
-    elif isinstance(value, str | bytes):
-        data = value.encode() if isinstance(value, str) else value
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    elif isinstance(value, dict):
-        if proto == 3:
-            out.append(b"%%%d\r\n" % len(value))
-        else:
-            out.append(b"*%d\r\n" % (2 * len(value)))
-        for key, item in value.items():
-            _encode(str(key), proto, out)
-            _encode(item, proto, out)
-    elif isinstance(value, list | tuple):
-        out.append(b"*%d\r\n" % len(value))
-        for item in value:
-            _encode(item, proto, out)
-    else:
-        _encode(str(value), proto, out)
-
-
-def _line(raw: bytes) -> bytes:
-    return raw.replace(b"\r", b" ").replace(b"\n", b" ")
+def _float_text(value: float) -> bytes:
+    return repr(value).encode()
 
 
 def scrub_value(value: Any, secrets: list[str]) -> Any:
@@ -107,24 +60,19 @@ def scrub_value(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def secrets_of(server: BridgeServer) -> list[str]:
+def secrets_of(state: BridgeState) -> list[str]:
     """Every credential the bridge holds (config secrets and the token in use)."""
-    config = server.config
-    values = [
-        getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("secret")
-    ]
-    values.append(server.upstream.token)
-    return [v for v in values if isinstance(v, str) and len(v) >= SHORTEST_SECRET_CHARS]
+    return [v for v in state.secrets() if len(v) >= SHORTEST_SECRET_CHARS]
 
 
 # -- replies built from the running bridge ----------------------------------------------------
 
 
-def stats_reply(server: BridgeServer) -> dict[str, Any]:
-    s = server.stats
+def stats_reply(state: BridgeState) -> dict[str, Any]:
+    s = state.stats
     latency = s.upstream_latency
     return {
-        "clients": len(server.connections),
+        "clients": len(state.connections),
         "connections_total": s.connections_total,
         "connections_rejected": s.connections_rejected,
         "commands": s.commands_total,
@@ -145,17 +93,17 @@ def stats_reply(server: BridgeServer) -> dict[str, Any]:
             "mean": round(latency.total / latency.count, 3) if latency.count else 0.0,
             "count": latency.count,
         },
-        "requests_in_flight": server.dispatcher.in_flight,
-        "paused": server.dispatcher.paused,
+        "requests_in_flight": state.dispatcher.in_flight,
+        "paused": state.dispatcher.paused,
         "bytes_in": s.bytes_in,
         "bytes_out": s.bytes_out,
         "uptime_s": round(s.uptime_s, 1),
     }
 
 
-def client_row(conn: Connection, paused: bool) -> dict[str, Any]:
+def client_row(conn: ClientConnection, paused: bool) -> dict[str, Any]:
     session = conn.session
-    waiting = any(slot.data is None for slot in conn.slots)
+    pending, waiting = conn.backlog()
     if session.monitoring:
         state = "monitor"
     elif session.channels or session.patterns:
@@ -175,7 +123,7 @@ def client_row(conn: Connection, paused: bool) -> dict[str, Any]:
         "age_s": session.age_s,
         "idle_s": session.idle_s,
         "state": state,
-        "pending": len(conn.slots),
+        "pending": pending,
         "cmd": session.last_command,
         "resp": session.protocol,
         "subscriptions": len(session.channels) + len(session.patterns),
@@ -186,9 +134,9 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def prometheus_text(server: BridgeServer) -> str:
+def prometheus_text(state: BridgeState) -> str:
     """The bridge's counters in the Prometheus text exposition format (version 0.0.4)."""
-    s = server.stats
+    s = state.stats
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -198,10 +146,10 @@ def prometheus_text(server: BridgeServer) -> str:
             number = repr(float(value)) if isinstance(value, float) else str(value)
             lines.append(f"{name}{labels} {number}")
 
-    info = f'{{version="{_label(__version__)}",upstream="{_label(server.upstream.display_url)}"}}'
+    info = f'{{version="{_label(__version__)}",upstream="{_label(state.upstream.display_url)}"}}'
     family("resp_bridge_info", "gauge", "Version and upstream (value is always 1).", [(info, 1)])
     family("resp_bridge_uptime_seconds", "gauge", "Seconds since start.", [("", s.uptime_s)])
-    family("resp_bridge_clients", "gauge", "Connected clients.", [("", len(server.connections))])
+    family("resp_bridge_clients", "gauge", "Connected clients.", [("", len(state.connections))])
     family(
         "resp_bridge_connections_total", "counter", "Client connections accepted.",
         [("", s.connections_total)],
@@ -249,11 +197,11 @@ def prometheus_text(server: BridgeServer) -> str:
     )  # fmt: skip
     family(
         "resp_bridge_upstream_requests_in_flight", "gauge", "Upstream requests in flight.",
-        [("", server.dispatcher.in_flight)],
+        [("", state.dispatcher.in_flight)],
     )  # fmt: skip
     family(
         "resp_bridge_paused", "gauge", "1 while PAUSE holds new commands.",
-        [("", int(server.dispatcher.paused))],
+        [("", int(state.dispatcher.paused))],
     )  # fmt: skip
     latency = s.upstream_latency
     buckets: list[tuple[str, float]] = []
@@ -272,8 +220,8 @@ def prometheus_text(server: BridgeServer) -> str:
     return "\n".join(lines) + "\n"
 
 
-def config_reply(server: BridgeServer, socket_path: str, names: list[str]) -> dict[str, Any]:
-    values = server.config.redacted()
+def config_reply(state: BridgeState, socket_path: str, names: list[str]) -> dict[str, Any]:
+    values = state.config.redacted()
     values["admin_socket"] = socket_path
     if values.get("url"):
         values["url"] = redact_url(values["url"])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from bridge.core import commands, rest_codec
+from bridge.core import commands
 from bridge.core.blocking_plans import (
     TIMEOUT_FRAME,
     BlockPlan,
@@ -34,7 +34,7 @@ from bridge.core.blocking_plans import (
 )
 from bridge.core.commands import CommandSpec
 from bridge.core.resp import parse_frame
-from bridge.server.dispatcher import PIPE, SINGLE, ClientQueue, Dispatcher, Pending
+from bridge.server.dispatcher import ClientQueue, Dispatcher
 
 if TYPE_CHECKING:
     from bridge.server.counters import Stats
@@ -173,9 +173,7 @@ class BlockingHub:
     def _submit(
         self, queue: ClientQueue, args: list[bytes], deliver: Callable[[bytes], None]
     ) -> None:
-        json = rest_codec.json_args(args)
-        kind = PIPE if json is not None else SINGLE
-        self.dispatcher.submit(queue, Pending(kind, args, json, None, deliver))
+        self.dispatcher.submit_command(queue, args, None, deliver)
 
     async def _run(self, queue: ClientQueue, args: tuple[bytes, ...]) -> bytes:
         """Send one read-only command in the client's order and wait for its reply."""

@@ -1,41 +1,34 @@
 """One client connection: a reader task, a writer task, and replies kept in command order.
 
+Owns the socket and the reply slots, nothing else: the session (bridge.core.session) decides
+what each command is and finishes every reply's bytes; the dispatcher turns commands into
+upstream work; the state (bridge.server.state) is told of replies that teach it something.
 The reader parses requests and turns each into a reply slot (filled at once for local
 replies, later by the dispatcher for forwarded ones); the writer sends slots strictly in
 order, coalescing every ready reply into one `send_all`. Backpressure: the reader stops
 reading while `max_pending_replies` slots are outstanding, so a client that never reads its
 replies holds bounded memory. Any exception is contained here: one client can never bring
-the server down.
+the server down; a client that goes away (EOF, reset, broken pipe, timeout) is an INFO line at
+most, a traceback is logged only for a bug.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import trio
 
-from bridge.core import rest_codec
-from bridge.core.blocking_plans import exec_script_command, exec_script_reply
+from bridge.core.actions import Block, Forward, PubSub, Reply, Transaction
 from bridge.core.parser import ProtocolError, RequestParser
-from bridge.core.resp import encode_error, frame_end
-from bridge.core.resp3 import encode_resp3_frame
-from bridge.core.session import (
-    Block,
-    Forward,
-    PubSub,
-    QueuedCommand,
-    Reply,
-    Session,
-    Transaction,
-)
-from bridge.server.dispatcher import MULTI, PIPE, SINGLE, ClientQueue, Pending
-
-if TYPE_CHECKING:
-    from bridge.server.runner import BridgeServer
+from bridge.core.resp import encode_error
+from bridge.core.session import Session
+from bridge.server.dispatcher import ClientQueue
+from bridge.server.state import BridgeState
 
 log = logging.getLogger("bridge.connection")
 
@@ -61,13 +54,16 @@ class Slot:
 
 
 class Connection:
+    """One client's socket and reply slots (implements `ClientConnection` and the pub/sub
+    hub's `Subscriber`)."""
+
     def __init__(
-        self, server: BridgeServer, stream: trio.abc.Stream, client_id: int, addr: str, laddr: str
+        self, state: BridgeState, stream: trio.abc.Stream, client_id: int, addr: str, laddr: str
     ) -> None:
-        self.server = server
+        self.state = state
         self.stream = stream
-        self.session = Session(client_id, server, addr, laddr)
-        self.parser = RequestParser(server.parser_limits)
+        self.session = Session(client_id, state, addr, laddr)
+        self.parser = RequestParser(state.parser_limits)
         self.queue = ClientQueue()
         self.slots: deque[Slot] = deque()
         self._writer_wakeup = trio.Event()
@@ -75,13 +71,13 @@ class Connection:
         self._closing = False
         self._killed = False
         self._cancel = trio.CancelScope()
-        self.pending_limit = server.config.max_pending_replies
+        self.pending_limit = state.config.max_pending_replies
         self.push_bytes = 0
         self.push_limit = MAX_PUSH_BUFFER_BYTES
         self._raw = _plain_socket(stream)
         self._writer_busy = False
         self.unsent_bytes = 0
-        self.output_limit = server.config.max_output_buffer_bytes
+        self.output_limit = state.config.max_output_buffer_bytes
         # The last blocking command and the poll interval it reached (resumed on a repeat).
         self._last_block: list[bytes] | None = None
         self._block_interval: float | None = None
@@ -90,10 +86,28 @@ class Connection:
     def id(self) -> int:
         return self.session.id
 
+    @property
+    def addr(self) -> str:
+        return self.session.addr
+
     def kill(self) -> None:
         """Close this connection (CLIENT KILL, admin KILL, shutdown)."""
         self._killed = True
         self._cancel.cancel()
+
+    def stop_reading(self) -> None:
+        """EOF for the reader (the drain); the writer still sends every reply owed."""
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            self.kill()
+            return
+        with contextlib.suppress(OSError):  # already gone: its reader sees that too
+            sock.shutdown(socket.SHUT_RD)
+
+    def backlog(self) -> tuple[int, bool]:
+        """(replies owed, whether one of them still waits for the upstream)."""
+        slots = self.slots
+        return len(slots), any(slot.data is None for slot in slots)
 
     async def run(self) -> None:
         try:
@@ -104,13 +118,15 @@ class Connection:
                     # Reader finished (EOF or QUIT): let the writer flush what is owed.
                     self._closing = True
                     self._writer_wakeup.set()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except Exception:
-            log.exception("client %d: connection handler failed", self.id)
+        except Exception as exc:
+            reason = disconnect_reason(exc)
+            if reason is None:
+                log.exception("client %d (%s): connection handler failed", self.id, self.addr)
+            else:
+                log.info("client %d (%s): disconnected (%s)", self.id, self.addr, reason)
         finally:
             self.queue.closed = True
-            self.server.pubsub.drop(self)
+            self.state.pubsub.drop(self)
             with trio.move_on_after(1) as scope:
                 scope.shield = True
                 await self.stream.aclose()
@@ -126,7 +142,7 @@ class Connection:
     async def _receive(self) -> bytes:
         raw = self._raw
         if raw is None:
-            return await self.stream.receive_some(READ_SIZE)
+            return await self.stream.receive_some(READ_SIZE)  # type: ignore[return-value]
         while True:
             await trio.lowlevel.wait_readable(raw)
             try:
@@ -153,8 +169,8 @@ class Connection:
     # -- reading ---------------------------------------------------------------------------
 
     async def _reader(self) -> None:
-        stats = self.server.stats
-        idle = self.server.config.idle_timeout_s or float("inf")
+        stats = self.state.stats
+        idle = self.state.config.idle_timeout_s or float("inf")
         while not self._closing:
             try:
                 commands = self.parser.commands()
@@ -197,7 +213,7 @@ class Connection:
                 return
 
     def _protocol_error(self, exc: ProtocolError) -> None:
-        self.server.stats.protocol_errors += 1
+        self.state.stats.protocol_errors += 1
         log.info("client %d (%s): %s", self.id, self.session.addr, exc)
         self._push(Slot(encode_error(f"ERR {exc}"), close=True))
         self._closing = True
@@ -209,7 +225,7 @@ class Connection:
         connection, but the socket is still watched so a client that leaves is noticed."""
         slot = Slot()
         self._push(slot)
-        hub = self.server.blocking
+        hub = self.state.blocking
         same = self._last_block == action.args
         resume = self._block_interval if same else None
         async with trio.open_nursery() as nursery:
@@ -219,12 +235,7 @@ class Connection:
             )
             nursery.cancel_scope.cancel()
         self._last_block = action.args
-        if action.silent:
-            self._fill(slot, b"")
-        elif self.session.protocol == 2:
-            self._fill(slot, frame)
-        else:
-            self._fill(slot, encode_resp3_frame(action.spec, action.args, frame))
+        self._fill(slot, self.session.finish(action, frame))
 
     async def _watch_socket_while_blocked(self) -> None:
         """Buffer what the client sends meanwhile; if it disconnects, end the connection."""
@@ -233,7 +244,7 @@ class Connection:
             if not data:
                 self.kill()
                 return
-            self.server.stats.bytes_in += len(data)
+            self.state.stats.bytes_in += len(data)
             try:
                 self.parser.feed(data)
             except ProtocolError:
@@ -241,7 +252,7 @@ class Connection:
 
     def _handle(self, args: list[bytes]) -> Block | None:
         """Carry out one command's action; a blocking command is returned to be awaited."""
-        stats = self.server.stats
+        stats = self.state.stats
         stats.commands_total += 1
         action = self.session.handle(args)
         if type(action) is Block:
@@ -253,8 +264,8 @@ class Connection:
             self._push(Slot(data, action.close))
             if action.close:
                 self._closing = True
-            elif args[0].lower() == b"reset":
-                self.server.pubsub.drop(self)
+            elif action.reset:
+                self.state.pubsub.drop(self)
             return None
         if type(action) is PubSub:
             stats.commands_local += 1
@@ -286,13 +297,13 @@ class Connection:
                 "client %d (%s): disconnected, %d bytes of replies unread (limit %d)",
                 self.id, self.session.addr, self.unsent_bytes, self.output_limit,
             )  # fmt: skip
-            self.server.stats.errors["slow_reader"] += 1
+            self.state.stats.errors["slow_reader"] += 1
             self.kill()
 
     # -- pub/sub and MONITOR (the hub calls back into `on_*` and `deliver_*`) --------------
 
     def _pubsub(self, action: PubSub) -> None:
-        hub = self.server.pubsub
+        hub = self.state.pubsub
         if action.op == "unsubscribe":
             for name in action.names:
                 hub.unsubscribe(self, action.kind, name)
@@ -313,31 +324,18 @@ class Connection:
         """Callback for the hub: the stream is live (error "") or could not be opened."""
 
         def done(error: str) -> None:
-            if slot.data is not None:
-                return
-            if error:
-                self._fill(slot, encode_error(error))
-                # The subscription did not happen: forget it so counts stay true.
-                if kind == "channel":
-                    self.session.channels.discard(name)
-                elif kind == "pattern":
-                    self.session.patterns.discard(name)
-                else:
-                    self.session.monitoring = False
-            else:
-                self._fill(slot, reply)
+            if slot.data is None:
+                self._fill(slot, self.session.confirm(kind, name, reply, error))
 
         return done
 
     def deliver_push(self, frame_parts: list[bytes]) -> None:
-        """A message or pmessage from the hub: parts already bulk-encoded, e.g.
-        [$7 message, $2 ch, $5 hello]. Sent as a RESP2 array or a RESP3 push frame."""
-        head = b">%d\r\n" if self.session.protocol == 3 else b"*%d\r\n"
-        self._push_bytes(head % len(frame_parts) + b"".join(frame_parts))
+        """A message or pmessage from the hub (parts already bulk-encoded)."""
+        self._push_bytes(self.session.push_frame(frame_parts))
 
     def deliver_monitor(self, line: bytes) -> None:
-        """One MONITOR line (a status reply in Redis)."""
-        self._push_bytes(b"+" + line.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n")
+        """One MONITOR line from the hub."""
+        self._push_bytes(Session.monitor_frame(line))
 
     def _push_bytes(self, data: bytes) -> None:
         if self._killed:
@@ -348,114 +346,56 @@ class Connection:
                 "client %d (%s): disconnected, %d bytes of pub/sub output unread (limit %d)",
                 self.id, self.session.addr, self.push_bytes, self.push_limit,
             )  # fmt: skip
-            self.server.stats.errors["slow_subscriber"] += 1
+            self.state.stats.errors["slow_subscriber"] += 1
             self.kill()
             return
         self.slots.append(Slot(data, push=True))
         self._writer_wakeup.set()
+
+    # -- upstream work ---------------------------------------------------------------------
 
     def _forward(self, action: Forward) -> None:
         args = action.args
         slot = Slot()
         self._push(slot)
         size = sum(map(len, args))
-        if size > self.server.config.max_request_bytes:
+        state = self.state
+        limit = state.config.max_request_bytes
+        if size > limit:
             self._fill(
                 slot,
                 encode_error(
                     f"ERR command of {size} bytes exceeds the upstream's max request size "
-                    f"({self.server.config.max_request_bytes} bytes)"
+                    f"({limit} bytes)"
                 ),
             )
             return
-        proto = self.session.protocol
-        silent = action.silent
-        post = action.post
         spec = action.spec
-
-        blocking = self.server.blocking
+        finish = self.session.finish
+        blocking = state.blocking
 
         def deliver(frame: bytes) -> None:
-            if frame[:1] == b"-":
-                if frame.startswith(b"-NOPERM"):
-                    self.server.noticed_noperm_write(spec)
-            elif blocking.has_waiters():
-                blocking.notify_write(spec, args)
-            if post is not None:
-                frame = post(frame)
-            if silent:
-                self._fill(slot, b"")
-            elif proto == 2:
-                self._fill(slot, frame)
-            else:
-                self._fill(slot, encode_resp3_frame(spec, args, frame))
+            if frame[:1] == b"-" or blocking.has_waiters():
+                state.on_reply(spec, args, frame)
+            self._fill(slot, finish(action, frame))
 
-        json = rest_codec.json_args(args)
-        kind = PIPE if json is not None else SINGLE
-        self.server.dispatcher.submit(self.queue, Pending(kind, args, json, spec, deliver, size))
+        state.dispatcher.submit_command(self.queue, args, spec, deliver, size)
 
     def _transaction(self, action: Transaction) -> None:
         slot = Slot()
         self._push(slot)
-        queued = action.commands
-        remote = [q for q in queued if q.local is None]
-        proto = self.session.protocol
-        if not remote and not action.watches:
-            self._fill(slot, b"*%d\r\n" % len(queued) + b"".join(q.local or b"" for q in queued))
+        session = self.session
+        local = session.local_exec(action)
+        if local is not None:
+            self._fill(slot, local)
             return
-        silent = action.silent
-        blocking = self.server.blocking
+        state = self.state
 
         def deliver(frame: bytes) -> None:
-            if scripted:
-                frame = exec_script_reply(frame)
-            if blocking.has_waiters() and frame[:1] == b"*":
-                for q in remote:
-                    blocking.notify_write(q.spec, q.args)
-            self._fill(slot, b"" if silent else self._merge_exec(queued, frame, proto))
+            state.on_exec_reply(action, frame)
+            self._fill(slot, session.finish(action, frame))
 
-        json_cmds = [rest_codec.json_args(q.args) for q in remote]
-        scripted = bool(action.watches) or any(j is None for j in json_cmds)
-        if not scripted:
-            pending = Pending(MULTI, [b"EXEC"], json_cmds, None, deliver)  # type: ignore[arg-type]
-            self.server.dispatcher.submit(self.queue, pending)
-            return
-        # WATCH (or binary arguments, which /multi-exec's JSON cannot carry): one Lua script
-        # that checks the watched keys' fingerprints and runs the commands atomically. The
-        # fingerprints are read when the request is sent, after WATCH's reply has arrived.
-        binary = any(j is None for j in json_cmds) or any(
-            rest_codec.json_args(g.keys) is None for g in action.watches
-        )
-        pending = Pending(SINGLE if binary else PIPE, [b"EVAL"], None, None, deliver)
-
-        def prepare() -> None:
-            args = list(exec_script_command(action.watched(), [q.args for q in remote]))
-            pending.args = args
-            pending.json = None if binary else rest_codec.json_args(args)
-
-        pending.prepare = prepare
-        self.server.dispatcher.submit(self.queue, pending)
-
-    def _merge_exec(self, queued: list[QueuedCommand], frame: bytes, proto: int) -> bytes:
-        """Rebuild the EXEC reply: upstream results interleaved with locally answered ones."""
-        if frame[:1] != b"*" or frame.startswith(b"*-1"):
-            return frame
-        eol = frame.index(b"\r\n")
-        remote_frames = []
-        pos = eol + 2
-        while pos < len(frame):
-            end = frame_end(frame, pos)
-            remote_frames.append(frame[pos:end])
-            pos = end
-        parts: list[bytes] = []
-        it = iter(remote_frames)
-        for q in queued:
-            if q.local is not None:
-                parts.append(q.local)
-                continue
-            item = next(it)
-            parts.append(item if proto == 2 else encode_resp3_frame(q.spec, q.args, item))
-        return b"*%d\r\n" % len(parts) + b"".join(parts)
+        state.dispatcher.submit_transaction(self.queue, action, deliver)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -496,7 +436,7 @@ class Connection:
                     # The socket is full: until the writer has sent the backlog, more direct
                     # attempts would only re-join and copy it for every new reply.
                     self._writer_busy = True
-                self.server.stats.bytes_out += sent
+                self.state.stats.bytes_out += sent
             if len(slots) < self.pending_limit:
                 self._room.set()
             if not slots or slots[0].data is None:
@@ -504,7 +444,7 @@ class Connection:
         self._writer_wakeup.set()
 
     async def _writer(self, cancel_scope: trio.CancelScope) -> None:
-        stats = self.server.stats
+        stats = self.state.stats
         slots = self.slots
         while True:
             self._writer_wakeup = trio.Event()
@@ -554,3 +494,36 @@ def _plain_socket(stream: trio.abc.Stream) -> socket.socket | None:
     """
     sock = getattr(getattr(stream, "socket", None), "_sock", None)
     return sock if isinstance(sock, socket.socket) else None
+
+
+#: How a client that went away shows, by errno (anything else is reported by its text).
+_GONE_ERRNOS = {
+    errno.ECONNRESET: "connection reset by peer",
+    errno.EPIPE: "broken pipe",
+    errno.ETIMEDOUT: "timed out",
+    errno.ENOTCONN: "not connected",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+}
+
+
+def disconnect_reason(exc: BaseException) -> str | None:
+    """Why the client went away, if `exc` (possibly a group from the connection's nursery)
+    is made only of a peer leaving: reset, broken pipe, timeout, a closed stream. None for
+    anything else: a bug, to be logged with its traceback."""
+    if isinstance(exc, BaseExceptionGroup):
+        reasons = [disconnect_reason(e) for e in exc.exceptions]
+        if not reasons or any(r is None for r in reasons):
+            return None
+        return reasons[0]
+    if isinstance(exc, trio.ClosedResourceError):
+        return "closed"
+    if isinstance(exc, trio.BrokenResourceError):
+        cause = exc.__cause__
+        if isinstance(cause, OSError):
+            return _GONE_ERRNOS.get(cause.errno or 0, cause.strerror or str(cause))
+        return str(exc) or "broken connection"
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return _GONE_ERRNOS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    return None

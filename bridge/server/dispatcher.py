@@ -14,6 +14,7 @@ request and no added delay; heavy load gets big batches. Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 
 import trio
 
+from bridge.core import rest_codec
+from bridge.core.actions import Transaction
+from bridge.core.blocking_plans import exec_script_command, exec_script_reply
 from bridge.core.commands import CommandSpec
 from bridge.core.resp import encode_error
 from bridge.errors import UpstreamError, UpstreamUnavailable, upstream_error_reply
@@ -105,7 +109,59 @@ class Dispatcher:
         self.paused = False
         self.in_flight = 0
 
+    # -- turning commands into upstream work: the one place the request form is chosen -------
+
+    def submit_command(
+        self,
+        queue: ClientQueue,
+        args: list[bytes],
+        spec: CommandSpec | None,
+        deliver: Callable[[bytes], None],
+        payload_bytes: int | None = None,
+    ) -> None:
+        """One command, in `queue`'s order: shares a /pipeline when its arguments fit JSON,
+        else travels alone in path form (binary arguments). `deliver` gets its reply frame."""
+        json = rest_codec.json_args(args)
+        kind = PIPE if json is not None else SINGLE
+        self.submit(queue, Pending(kind, args, json, spec, deliver, payload_bytes))
+
+    def submit_transaction(
+        self, queue: ClientQueue, action: Transaction, deliver: Callable[[bytes], None]
+    ) -> None:
+        """EXEC of `action`'s queued commands that the upstream runs: one /multi-exec, or, with
+        WATCH or binary arguments (which /multi-exec's JSON cannot carry), one Lua script that
+        checks the watched keys' fingerprints and runs the commands atomically. `deliver` gets
+        an EXEC-shaped reply either way (the script's false is EXEC's null array)."""
+        commands = [q.args for q in action.remote]
+        json_cmds = [rest_codec.json_args(c) for c in commands]
+        binary = any(j is None for j in json_cmds)
+        if not action.watches and not binary:
+            self.submit(queue, Pending(MULTI, [b"EXEC"], json_cmds, None, deliver))  # type: ignore[arg-type]
+            return
+        binary = binary or any(rest_codec.json_args(g.keys) is None for g in action.watches)
+
+        def deliver_script(frame: bytes) -> None:
+            deliver(exec_script_reply(frame))
+
+        pending = Pending(SINGLE if binary else PIPE, [b"EVAL"], None, None, deliver_script)
+
+        def prepare() -> None:
+            # The fingerprints are read when the request is sent, after WATCH's reply arrived.
+            args = list(exec_script_command(action.watched(), commands))
+            pending.args = args
+            pending.json = None if binary else rest_codec.json_args(args)
+
+        pending.prepare = prepare
+        self.submit(queue, pending)
+
+    def set_batch_limits(self, max_batch_commands: int, max_batch_bytes: int) -> None:
+        """Reload: later batches use these limits."""
+        self.limits = dataclasses.replace(
+            self.limits, max_batch_commands=max_batch_commands, max_batch_bytes=max_batch_bytes
+        )
+
     def submit(self, queue: ClientQueue, item: Pending) -> None:
+        """Queue prepared work (`submit_command` and `submit_transaction` build it)."""
         queue.items.append(item)
         if not queue.in_flight and not queue.scheduled:
             queue.scheduled = True

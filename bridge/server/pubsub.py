@@ -37,7 +37,7 @@ import binascii
 import logging
 import random
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import Protocol, cast
 
 import trio
 
@@ -116,7 +116,7 @@ class _Stream:
 
 
 class PubSubHub:
-    """Implements `PubSubHubLike` (bridge.server.runner) over shared SSE streams."""
+    """Implements `PubSubHubLike` (bridge.server.state) over shared SSE streams."""
 
     def __init__(
         self,
@@ -340,31 +340,12 @@ class PubSubHub:
 
     def _dispatch(self, stream: _Stream, text: str, b64: bool = False) -> None:
         kind = stream.key[0]
-        subscribers = list(stream.subscribers)
-        if b64 and kind != "monitor":
-            parts = _b64_parts(kind, text)
-            if parts is None:
-                log.debug("pub/sub stream for %s: ignored event %r", stream.describe(), text[:80])
-                return
-            self.messages += 1
-            for conn in subscribers:
-                try:
-                    conn.deliver_push(parts)
-                except Exception:  # one connection's bug must not starve the others
-                    log.exception("pub/sub delivery to %r failed", conn)
-            self.deliveries += len(subscribers)
-            return
         if kind == "monitor":
-            self.messages += 1
-            line = text.encode()
-            for conn in subscribers:
-                try:
-                    conn.deliver_monitor(line)
-                except Exception:  # one connection's bug must not starve the others
-                    log.exception("MONITOR delivery to %r failed", conn)
-            self.deliveries += len(subscribers)
+            self._fan_out(stream, None, text.encode())
             return
-        if kind == "channel" and text.startswith(stream.prefix):
+        if b64:
+            parts = _b64_parts(kind, text)
+        elif kind == "channel" and text.startswith(stream.prefix):
             parts = [_MESSAGE, stream.name_bulk, encode_bulk(text[len(stream.prefix) :].encode())]
         elif kind == "pattern" and text.startswith(stream.prefix):
             assert stream.matcher is not None
@@ -373,14 +354,25 @@ class PubSubHub:
         elif text.startswith(("unsubscribe,", "punsubscribe,")):
             raise UpstreamProtocolError("the upstream unsubscribed the stream")
         else:
+            parts = None
+        if parts is None:
             log.debug("pub/sub stream for %s: ignored event %r", stream.describe(), text[:80])
             return
+        self._fan_out(stream, parts, b"")
+
+    def _fan_out(self, stream: _Stream, parts: list[bytes] | None, line: bytes) -> None:
+        """One event to every subscriber of `stream`: a message's `parts`, or (None) a MONITOR
+        `line`. A connection that fails is logged and skipped: it must not starve the others."""
         self.messages += 1
+        subscribers = list(stream.subscribers)
         for conn in subscribers:
             try:
-                conn.deliver_push(parts)
-            except Exception:  # one connection's bug must not starve the others
-                log.exception("pub/sub delivery to %r failed", conn)
+                if parts is not None:
+                    conn.deliver_push(parts)
+                else:
+                    conn.deliver_monitor(line)
+            except Exception:
+                log.exception("pub/sub delivery for %s to %r failed", stream.describe(), conn)
         self.deliveries += len(subscribers)
 
 
@@ -424,8 +416,8 @@ def split_pmessage(rest: str, matcher: GlobPattern) -> tuple[bytes, bytes]:
         channel = rest[:pos].encode()
         if matcher.match(channel):
             return channel, rest[pos + 1 :].encode()
-    channel, _, payload = rest.partition(",")
-    return channel.encode(), payload.encode()
+    head, _, payload = rest.partition(",")
+    return head.encode(), payload.encode()
 
 
 # -- Redis glob patterns (util.c stringmatchlen, case-sensitive) -------------------------------
@@ -514,5 +506,5 @@ def _one(token: object, byte: int) -> bool:
         return True
     if isinstance(token, int):
         return token == byte
-    negate, ranges = token  # type: ignore[misc]
+    negate, ranges = cast("tuple[bool, tuple[tuple[int, int], ...]]", token)
     return any(lo <= byte <= hi for lo, hi in ranges) != negate

@@ -34,7 +34,8 @@ from bridge.config import BridgeConfig
 from bridge.errors import ConfigError
 from bridge.server import systemd
 from bridge.server.dispatcher import DispatchLimits
-from bridge.server.lifecycle import Lifecycle, apply_config
+from bridge.server.lifecycle import Lifecycle
+from bridge.server.state import BridgeState
 from bridge.server.systemd import Notifier, listen_fds, watchdog_interval_s
 
 # -- sd_notify ------------------------------------------------------------------------------
@@ -348,11 +349,11 @@ def _fake_server(config: BridgeConfig) -> Any:
     )
 
 
-def test_apply_config_applies_live_settings_and_defers_the_rest(
+def test_reconfigure_applies_live_settings_and_defers_the_rest(
     restore_logging: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     old = BridgeConfig(url="https://db.example", token="old-token-0001")
-    server = _fake_server(old)
+    server = BridgeState(old, FakeUpstream())  # type: ignore[arg-type]
     new = dataclasses.replace(
         old,
         token="new-token-0002",
@@ -364,8 +365,8 @@ def test_apply_config_applies_live_settings_and_defers_the_rest(
         url="https://other.example",
     )
     with caplog.at_level(logging.INFO):
-        effective = apply_config(server, new)
-    assert server.upstream.tokens == ["new-token-0002"]
+        effective = server.reconfigure(new)
+    assert server.upstream.tokens == ["new-token-0002"]  # type: ignore[attr-defined]
     assert server.requirepass == "pw-9999"
     assert server.dispatcher.limits.max_batch_commands == 10
     assert server.parser_limits.max_inline_bytes == 100
@@ -378,12 +379,12 @@ def test_apply_config_applies_live_settings_and_defers_the_rest(
         assert secret not in text
 
 
-def test_apply_config_does_not_switch_away_from_the_embedded_upstream(
+def test_reconfigure_does_not_switch_away_from_the_embedded_upstream(
     restore_logging: None,
 ) -> None:
-    server = _fake_server(BridgeConfig())
-    effective = apply_config(server, BridgeConfig(url="https://db.example", token="t-123456"))
-    assert effective.embedded and server.upstream.tokens == []
+    server = BridgeState(BridgeConfig(), FakeUpstream())  # type: ignore[arg-type]
+    effective = server.reconfigure(BridgeConfig(url="https://db.example", token="t-123456"))
+    assert effective.embedded and server.upstream.tokens == []  # type: ignore[attr-defined]
 
 
 def test_reload_failure_keeps_the_running_config(
