@@ -386,8 +386,9 @@ class _Connection:
         if self._ready:
             return self._ready.popleft()
         # Between requests a keep-alive connection may idle; a started request has a deadline.
-        self._scope.deadline = trio.current_time() + KEEPALIVE_IDLE_TIMEOUT_S
-        started = False
+        started = self._in_message  # part of it came with the previous one
+        wait = REQUEST_READ_TIMEOUT_S if started else KEEPALIVE_IDLE_TIMEOUT_S
+        self._scope.deadline = trio.current_time() + wait
         while True:
             if self._ready:
                 return self._ready.popleft()
@@ -397,7 +398,9 @@ class _Connection:
                 raise self._too_large
             data = await self._stream.receive_some(RECV_CHUNK_BYTES)
             if not data:
-                return None  # closed between requests, or mid-request (nobody to answer)
+                if self._in_message:  # half-closed mid-request: it may still read the 400
+                    raise _BadRequest(400, "ERR bad HTTP request: incomplete request")
+                return None  # the client closed its keep-alive connection
             if not started:
                 started = True
                 self._scope.deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S

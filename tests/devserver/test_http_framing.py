@@ -137,3 +137,13 @@ def test_malformed_requests_get_400_and_close(
         assert headers[b"connection"] == b"close"
         assert "bad HTTP request" in json.loads(body)["error"]
         assert sock.recv(100) == b""
+
+
+def test_a_request_cut_short_by_eof_gets_400(devserver: DevServerHandle) -> None:
+    request = post(devserver, "/", b'["ECHO","cut"]')[:-5]
+    with connect(devserver) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        [(status, _, body)] = read_responses(sock, 1)
+    assert status.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body) == {"error": "ERR bad HTTP request: incomplete request"}
