@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/harness.py`
 import redis
 
 from benchmarks import profile as profiling
+from benchmarks import release as releases
 from benchmarks import report
 from benchmarks.contenders import (
     BRIDGE,
@@ -52,7 +53,7 @@ from benchmarks.contenders import (
     redis_py_factory,
     sdk_factory,
 )
-from benchmarks.processes import Bridge, ProcSample, make_log_dir
+from benchmarks.processes import Bridge, DevServer, ProcSample, make_log_dir
 from benchmarks.records import (
     REDIS_BENCHMARK,
     REDIS_PY,
@@ -123,6 +124,11 @@ class Settings:
     profile: bool
     quick: bool
     out: str
+    #: Also run the bridge over HTTPS (a TLS devserver) on the redis-benchmark points.
+    https: bool = False
+    #: An older release's bridge on the redis-benchmark points: its label and interpreter.
+    release: str | None = None
+    release_python: str | None = None
 
 
 FULL = Settings(
@@ -141,6 +147,7 @@ FULL = Settings(
     profile=True,
     quick=False,
     out=str(RESULTS_DIR),
+    https=True,
 )
 QUICK = replace(
     FULL,
@@ -157,6 +164,7 @@ QUICK = replace(
     profile=False,
     quick=True,
     out=str(QUICK_RESULTS_DIR),
+    https=False,
 )
 
 
@@ -233,6 +241,25 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--out", metavar="DIR", help="output directory (default benchmarks/results/)"
     )
+    parser.add_argument(
+        "--https",
+        action=argparse.BooleanOptionalAction,
+        help="also run the bridge against a devserver over HTTPS (full: on; quick: off)",
+    )
+    parser.add_argument(
+        "--release-bridge",
+        metavar="PATH",
+        help="resp-bridge executable of an older release to run side by side (its venv's "
+        f"python runs it; default ${releases.RELEASE_ENV})",
+    )
+    parser.add_argument(
+        "--make-release",
+        nargs="?",
+        const=releases.DEFAULT_RELEASE,
+        metavar="REV",
+        help="check REV out in a git worktree, install it in its own venv (once, under /tmp) "
+        f"and run its bridge side by side (default REV {releases.DEFAULT_RELEASE})",
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     settings = replace(
@@ -247,7 +274,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         probe_iterations=args.probe_iterations or base.probe_iterations,
         profile=base.profile if args.profile is None else args.profile,
         out=args.out or base.out,
+        https=base.https if args.https is None else args.https,
     )
+    try:
+        found = releases.resolve(args.release_bridge, args.make_release)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        parser.error(f"release bridge: {exc}")
+    if found is not None:
+        settings = replace(settings, release=found[0], release_python=found[1])
     if settings.requests < 1 or settings.duration_s <= 0 or min(settings.latencies_ms) < 0:
         parser.error("--requests and --duration must be positive, latencies >= 0")
     return settings
@@ -304,17 +338,17 @@ def describe(m: Measurement) -> str:
 class Window:
     """Counters of the servers over one timed window: devserver stats, bridge CPU and memory."""
 
-    def __init__(self, stack: LatencyStack | None, bridge: Bridge | None) -> None:
-        self.stack = stack
+    def __init__(self, devserver: DevServer | None, bridge: Bridge | None) -> None:
+        self.devserver = devserver
         self.bridge = bridge
         self._bridge0: ProcSample | None = None
         self._dev0: ProcSample | None = None
         self.fields: dict[str, object] = {}
 
     def begin(self) -> None:
-        if self.stack is not None:
-            self.stack.devserver.reset_stats()
-            self._dev0 = ProcSample.read(self.stack.devserver.pid)
+        if self.devserver is not None:
+            self.devserver.reset_stats()
+            self._dev0 = ProcSample.read(self.devserver.pid)
         if self.bridge is not None:
             self._bridge0 = self.bridge.sample()
 
@@ -323,9 +357,9 @@ class Window:
             after = self.bridge.sample()
             self.fields["bridge_cpu_s"] = after.cpu_s - self._bridge0.cpu_s
             self.fields["bridge_hwm_kb"] = after.hwm_kb
-        if self.stack is not None and self._dev0 is not None:
-            dev1 = ProcSample.read(self.stack.devserver.pid)
-            stats = self.stack.devserver.stats()
+        if self.devserver is not None and self._dev0 is not None:
+            dev1 = ProcSample.read(self.devserver.pid)
+            stats = self.devserver.stats()
             self.fields["devserver_cpu_s"] = dev1.cpu_s - self._dev0.cpu_s
             self.fields["http_requests"] = stats["http_requests"]
             self.fields["upstream_commands"] = stats["commands"]
@@ -346,7 +380,8 @@ class Runner:
 
     def count_steps(self) -> int:
         s = self.settings
-        per_latency = len(s.clients) * (len(s.pipelines) * 3 + 4)
+        bridges = 2 + (1 if s.https else 0) + (1 if s.release_python else 0)
+        per_latency = len(s.clients) * (len(s.pipelines) * (1 + bridges) + 4)
         extra = (1 if s.idle_clients > 0 else 0) + (1 if 0.0 in s.latencies_ms else 0)
         extra += 1 if s.profile else 0
         return per_latency * len(s.latencies_ms) + extra
@@ -356,14 +391,20 @@ class Runner:
             self.redis = redis_proc
             for latency in self.settings.latencies_ms:
                 self.progress.note(f"latency {latency:g} ms: starting devserver and bridges")
-                with LatencyStack(redis_proc.url, latency, self.log_dir) as stack:
+                with LatencyStack(
+                    redis_proc.url,
+                    latency,
+                    self.log_dir,
+                    release_python=self.settings.release_python,
+                    https=self.settings.https,
+                ) as stack:
                     self.latency_block(stack)
 
     def latency_block(self, stack: LatencyStack) -> None:
         s = self.settings
         for clients in s.clients:
             for pipeline in s.pipelines:
-                for contender in (DIRECT, BRIDGE, NOBATCH):
+                for contender in (DIRECT, *stack.contenders):
                     self.step(
                         f"{stack.latency_ms:g} ms | {contender.key} | redis-benchmark "
                         f"-c {clients} -P {pipeline}",
@@ -431,7 +472,7 @@ class Runner:
     ) -> float:
         """A rough guess of a contender's ops/s, only to size -n (never reported)."""
         rtt = latency_ms / 1000 + ASSUMED_STACK_RTT_S
-        if contender is BRIDGE:
+        if contender is not DIRECT and contender is not NOBATCH:
             return min(clients * pipeline / rtt, ASSUMED_BRIDGE_CAP_OPS)
         if contender is NOBATCH:
             in_flight = BridgeConfig().max_in_flight
@@ -461,7 +502,7 @@ class Runner:
         rate = self.expected_rate(contender, clients, pipeline, stack.latency_ms)
         requests = self.requests_for(rate, clients, pipeline)
         self.reset_data()
-        window = Window(stack if bridge else None, bridge)
+        window = Window(stack.devserver_for(contender) if bridge else None, bridge)
         expected_s = len(s.tests.split(",")) * requests / min(rate, ASSUMED_BRIDGE_CAP_OPS)
         timeout = max(REDIS_BENCHMARK_MIN_TIMEOUT_S, 20 * expected_s)
         for _attempt in range(REDIS_BENCHMARK_ATTEMPTS):
@@ -501,11 +542,11 @@ class Runner:
         self.reset_data()
         if contender is SDK:
             make = sdk_factory(stack.devserver.url, stack.devserver.token)
-            window = Window(stack, None)
+            window = Window(stack.devserver, None)
         else:
             port, bridge = self.target(stack, contender)
             make = redis_py_factory(port)
-            window = Window(stack if bridge else None, bridge)
+            window = Window(stack.devserver if bridge else None, bridge)
         m = self._threads(stack.latency_ms, contender, clients, make, window)
         self.record.measurements.append(m)
         return describe(m)
@@ -555,14 +596,16 @@ class Runner:
             started = bridge.sample()
             self.reset_data()
             make = redis_py_factory(bridge.port)
-            before = self._threads(stack.latency_ms, BRIDGE, clients, make, Window(stack, bridge))
+            before = self._threads(
+                stack.latency_ms, BRIDGE, clients, make, Window(stack.devserver, bridge)
+            )
             with open_idle_clients(bridge.port, s.idle_clients):
                 time.sleep(s.idle_settle_s)
                 idle0 = bridge.sample()
                 time.sleep(s.idle_window_s)
                 idle1 = bridge.sample()
                 with_idle = self._threads(
-                    stack.latency_ms, BRIDGE, clients, make, Window(stack, bridge)
+                    stack.latency_ms, BRIDGE, clients, make, Window(stack.devserver, bridge)
                 )
             final = bridge.sample()
         finally:
@@ -741,6 +784,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(map(str, settings.clients))}; server logs in {log_dir}",
         file=sys.stderr,
     )
+    extra = [f"release {settings.release} side by side"] if settings.release else []
+    extra += ["bridge over HTTPS too"] if settings.https else []
+    if extra:
+        print(f"  with {' and '.join(extra)}", file=sys.stderr)
     interrupted = False
     with signals_as_interrupt():
         try:

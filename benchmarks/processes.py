@@ -49,7 +49,10 @@ def free_port() -> int:
 def bridge_cli(*args: str, python: str | None = None) -> list[str]:
     """The command line of `resp-bridge ARGS` with this interpreter, or `python` (another
     install, such as an older release's venv); works without the script."""
-    return [python or sys.executable, "-c", "from bridge.cli import main; main()", *args]
+    if python is None:
+        return [sys.executable, "-c", "from bridge.cli import main; main()", *args]
+    # -I: the other install's own bridge, never the one in the current directory
+    return [python, "-I", "-c", "from bridge.cli import main; main()", *args]
 
 
 def child_env() -> dict[str, str]:

@@ -9,26 +9,36 @@ Nothing here measures or starts anything.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.contenders import BRIDGE, BY_KEY, DIRECT, IDEAL, NOBATCH, SDK, ideal_ops_per_s
+from benchmarks.contenders import (
+    BRIDGE,
+    BY_KEY,
+    DIRECT,
+    HTTPS,
+    IDEAL,
+    NOBATCH,
+    RELEASE,
+    SDK,
+    ideal_ops_per_s,
+)
 from benchmarks.records import REDIS_BENCHMARK, REDIS_PY, Measurement, RunRecord
 
-#: The issue's targets.
+#: The issue's targets (issue 14, "fast path"): ratios measured in one run.
 TARGET_LATENCY_MS = 2.0
 TARGET_CLIENTS = 50
-TARGET_VS_NOBATCH = 5.0
-TARGET_VS_IDEAL = 0.8
-TARGET_VS_SDK = 3.0
-TARGET_CPU_US = 20.0
-TARGET_CPU_MIN_BATCH = 32.0
+TARGET_MANY_CLIENTS = 200
+TARGET_P50_VS_PIPELINE = 1.3
+TARGET_CPU_VS_RELEASE_1_CLIENT = 0.25
+TARGET_CPU_VS_RELEASE_P16 = 0.5
+TARGET_IDEAL_SHARE = 0.6
+TARGET_IDEAL_SHARE_MANY = 0.4
+TARGET_HTTPS_VS_PLAIN = 1.3
 TARGET_RSS_BYTES = 100_000_000
 TARGET_RSS_IDLE_CLIENTS = 1000
-TARGET_ADDED_P50_US = 150.0
 
 COLOURS = {
     DIRECT.key: "#555555",
@@ -36,6 +46,8 @@ COLOURS = {
     NOBATCH.key: "#d62728",
     SDK.key: "#2ca02c",
     IDEAL.key: "#9467bd",
+    RELEASE.key: "#ff7f0e",
+    HTTPS.key: "#17becf",
 }
 
 
@@ -105,61 +117,58 @@ def mib(kb: int | None) -> str:
 
 
 def evaluate_targets(record: RunRecord) -> list[Target]:
+    """Issue 14's targets, each a ratio of two measurements of this run."""
     lat, clients = TARGET_LATENCY_MS, TARGET_CLIENTS
-    where = f"{lat:g} ms, {clients} clients"
-    bridge = record.find(REDIS_BENCHMARK, BRIDGE.key, lat, clients, 1)
-    nobatch = record.find(REDIS_BENCHMARK, NOBATCH.key, lat, clients, 1)
+    release = release_label(record)
+    zero = min((m.latency_ms for m in record.measurements), default=0.0)
     targets: list[Target] = []
 
-    if bridge and nobatch and nobatch.ops_per_s:
-        ratio = bridge.ops_per_s / nobatch.ops_per_s
-        measured = f"{ratio:.1f}x ({fmt_ops(bridge.ops_per_s)} vs {fmt_ops(nobatch.ops_per_s)})"
-        targets.append(
-            Target(_name("≥ 5x batching-off", where), measured, ratio >= TARGET_VS_NOBATCH)
+    name = (
+        f"1 client, 0 ms: bridge p50 ≤ {TARGET_P50_VS_PIPELINE}x a direct keep-alive HTTP/1.1 "
+        "one-command /pipeline (overhead probe)"
+    )
+    probe = record.probe
+    if probe is not None and probe.direct_pipeline_p50_ms:
+        ratio = probe.via_bridge_p50_ms / probe.direct_pipeline_p50_ms
+        measured = (
+            f"{ratio:.2f}x ({probe.via_bridge_p50_ms * 1000:.0f} vs "
+            f"{probe.direct_pipeline_p50_ms * 1000:.0f} µs)"
         )
-    else:
-        targets.append(Target(_name("≥ 5x batching-off", where), "-", None))
-
-    ideal = ideal_ops_per_s(clients, 1, lat)
-    if bridge and ideal:
-        share = bridge.ops_per_s / ideal
-        measured = f"{share:.0%} ({fmt_ops(bridge.ops_per_s)} of {fmt_ops(ideal)})"
-        targets.append(
-            Target(_name("≥ 80% of the ideal", where), measured, share >= TARGET_VS_IDEAL)
-        )
-    else:
-        targets.append(Target(_name("≥ 80% of the ideal", where), "-", None))
-
-    py_bridge = record.find(REDIS_PY, BRIDGE.key, lat, clients)
-    py_sdk = record.find(REDIS_PY, SDK.key, lat, clients)
-    name = f"bridge ≥ 3x the upstash-redis SDK ({where}, redis-py threads vs SDK threads)"
-    if py_bridge and py_sdk and py_sdk.ops_per_s:
-        ratio = py_bridge.ops_per_s / py_sdk.ops_per_s
-        measured = f"{ratio:.1f}x ({fmt_ops(py_bridge.ops_per_s)} vs {fmt_ops(py_sdk.ops_per_s)})"
-        targets.append(Target(name, measured, ratio >= TARGET_VS_SDK))
+        targets.append(Target(name, measured, ratio <= TARGET_P50_VS_PIPELINE))
     else:
         targets.append(Target(name, "-", None))
 
-    big = [
-        m
-        for m in record.measurements
-        if m.contender == BRIDGE.key
-        and (m.avg_batch or 0) >= TARGET_CPU_MIN_BATCH
-        and m.bridge_cpu_us_per_command is not None
-    ]
-    name = "bridge CPU ≤ 20 µs per command where batches average ≥ 32 commands"
-    if big:
-        worst = max(big, key=lambda m: m.bridge_cpu_us_per_command or 0.0)
-        cpu = [m.bridge_cpu_us_per_command or 0.0 for m in big]
-        measured = (
-            f"worst {max(cpu):.1f} µs ({worst.workload}, {worst.latency_ms:g} ms, "
-            f"{worst.clients} clients, -P {worst.pipeline}, batches of "
-            f"{worst.avg_batch:.0f}); median {statistics.median(cpu):.1f} µs over {len(big)} "
-            "points"
+    targets.append(
+        _cpu_vs_release(
+            record,
+            f"bridge CPU per command, 1 client, {zero:g} ms, -P 1: ≤ ¼ of release {release}'s",
+            (zero, 1, 1),
+            TARGET_CPU_VS_RELEASE_1_CLIENT,
         )
-        targets.append(Target(name, measured, max(cpu) <= TARGET_CPU_US))
-    else:
-        targets.append(Target(name, "no point with batches ≥ 32", None))
+    )
+    for n, share in ((clients, TARGET_IDEAL_SHARE), (TARGET_MANY_CLIENTS, TARGET_IDEAL_SHARE_MANY)):
+        name = f"{n} clients, {lat:g} ms, -P 1: bridge ≥ {share:.0%} of the ideal"
+        bridge = record.find(REDIS_BENCHMARK, BRIDGE.key, lat, n, 1)
+        ideal = ideal_ops_per_s(n, 1, lat)
+        if bridge and ideal:
+            got = bridge.ops_per_s / ideal
+            measured = f"{got:.0%} ({fmt_ops(bridge.ops_per_s)} of {fmt_ops(ideal)} ops/s)"
+            old = record.find(REDIS_BENCHMARK, RELEASE.key, lat, n, 1)
+            if old:
+                measured += f"; release {release}: {old.ops_per_s / ideal:.0%}"
+            targets.append(Target(name, measured, got >= share))
+        else:
+            targets.append(Target(name, "-", None))
+    targets.append(
+        _cpu_vs_release(
+            record,
+            f"bridge CPU per command, {clients} clients, {lat:g} ms, -P 16: ≤ ½ of release "
+            f"{release}'s",
+            (lat, clients, 16),
+            TARGET_CPU_VS_RELEASE_P16,
+        )
+    )
+    targets += _https_targets(record, zero)
 
     name = "bridge RSS ≤ 100 MB with 1,000 idle clients (peak, VmHWM)"
     idle = record.idle
@@ -173,22 +182,60 @@ def evaluate_targets(record: RunRecord) -> list[Target]:
             targets.append(Target(name, measured, peak <= TARGET_RSS_BYTES))
     else:
         targets.append(Target(name, "-", None))
-
-    name = "bridge adds ≤ 150 µs p50 over a direct one-command /pipeline (0 ms, 1 client)"
-    if record.probe is not None:
-        probe = record.probe
-        measured = (
-            f"+{probe.added_p50_us:.0f} µs ({probe.via_bridge_p50_ms * 1000:.0f} vs "
-            f"{probe.direct_pipeline_p50_ms * 1000:.0f} µs)"
-        )
-        targets.append(Target(name, measured, probe.added_p50_us <= TARGET_ADDED_P50_US))
-    else:
-        targets.append(Target(name, "-", None))
     return targets
 
 
-def _name(what: str, where: str) -> str:
-    return f"bridge {what} ({where}, redis-benchmark -P 1)"
+def release_label(record: RunRecord) -> str:
+    return str(record.settings.get("release") or "8208cb6")
+
+
+def _cpu_vs_release(
+    record: RunRecord, name: str, point: tuple[float, int, int], limit: float
+) -> Target:
+    lat, clients, pipeline = point
+    new = record.find(REDIS_BENCHMARK, BRIDGE.key, lat, clients, pipeline)
+    old = record.find(REDIS_BENCHMARK, RELEASE.key, lat, clients, pipeline)
+    new_cpu = new.bridge_cpu_us_per_command if new else None
+    old_cpu = old.bridge_cpu_us_per_command if old else None
+    if new_cpu is None or not old_cpu:
+        ran = any(m.contender == RELEASE.key for m in record.measurements)
+        why = "point not in this run" if ran else "no release in this run (--make-release)"
+        return Target(name, why if new_cpu is None else f"{new_cpu:.0f} µs; {why}", None)
+    ratio = new_cpu / old_cpu
+    return Target(name, f"{ratio:.2f} ({new_cpu:.0f} vs {old_cpu:.0f} µs)", ratio <= limit)
+
+
+def _https_targets(record: RunRecord, zero: float) -> list[Target]:
+    """HTTPS within 1.3x of plain HTTP at the 1-client and the 50-client points."""
+    targets = []
+    limit = TARGET_HTTPS_VS_PLAIN
+    points = (
+        (f"HTTPS upstream, 1 client, {zero:g} ms: p50 ≤ {limit}x plain HTTP's", (zero, 1), True),
+        (
+            f"HTTPS upstream, {TARGET_CLIENTS} clients, {TARGET_LATENCY_MS:g} ms, -P 1: ops/s "
+            f"≥ plain HTTP's ÷ {limit}",
+            (TARGET_LATENCY_MS, TARGET_CLIENTS),
+            False,
+        ),
+    )
+    ran = any(m.contender == HTTPS.key for m in record.measurements)
+    for name, (lat, clients), latency in points:
+        plain = record.find(REDIS_BENCHMARK, BRIDGE.key, lat, clients, 1)
+        tls = record.find(REDIS_BENCHMARK, HTTPS.key, lat, clients, 1)
+        if plain is None or tls is None or not plain.p50_ms or not tls.ops_per_s:
+            why = "point not in this run" if ran else "not run (--https)"
+            targets.append(Target(name, why, None))
+            continue
+        if latency:
+            ratio = tls.p50_ms / plain.p50_ms
+            measured = f"{ratio:.2f}x ({tls.p50_ms:.2f} vs {plain.p50_ms:.2f} ms)"
+        else:
+            ratio = plain.ops_per_s / tls.ops_per_s
+            measured = (
+                f"{ratio:.2f}x ({fmt_ops(tls.ops_per_s)} vs {fmt_ops(plain.ops_per_s)} ops/s)"
+            )
+        targets.append(Target(name, measured, ratio <= limit))
+    return targets
 
 
 # -- markdown ---------------------------------------------------------------------------------
@@ -290,6 +337,15 @@ def _redis_benchmark_section(record: RunRecord) -> list[str]:
         "HTTP/cmd and batch come from the devserver's counters; CPU is the bridge's "
         "utime + stime per client command (all tests), RSS its peak so far.",
     ]
+    extra = [c for c in (RELEASE, HTTPS) if any(m.contender == c.key for m in record.measurements)]
+    names = {RELEASE.key: f"release {release_label(record)}", HTTPS.key: "HTTPS"}
+    if extra:
+        lines += [
+            "",
+            "Extra columns: "
+            + "; ".join(f"{names[c.key]} = {c.description}" for c in extra)
+            + ". Their ratios compare with the bridge at the same point.",
+        ]
     for lat in _latencies(record, REDIS_BENCHMARK):
         lines += ["", f"### {lat:g} ms injected round trip", ""]
         rows = []
@@ -299,6 +355,7 @@ def _redis_benchmark_section(record: RunRecord) -> list[str]:
                 record.find(REDIS_BENCHMARK, key, lat, clients, pipeline)
                 for key in (DIRECT.key, BRIDGE.key, NOBATCH.key)
             )
+            more = [record.find(REDIS_BENCHMARK, c.key, lat, clients, pipeline) for c in extra]
             ideal = ideal_ops_per_s(clients, pipeline, lat)
             rows.append(
                 [
@@ -307,6 +364,8 @@ def _redis_benchmark_section(record: RunRecord) -> list[str]:
                     fmt_ratio(ops(b), ideal), fmt_ratio(ops(b), ops(d)), lat_pair(d),
                     lat_pair(b), lat_pair(n),
                 ]
+                + [x for m in more
+                   for x in (fmt_ops(ops(m)), fmt_ratio(ops(b), ops(m)), lat_pair(m))]
             )  # fmt: skip
             cost_rows.append(
                 [
@@ -320,18 +379,33 @@ def _redis_benchmark_section(record: RunRecord) -> list[str]:
                     fmt_float(n.bridge_cpu_us_per_command if n else None),
                     fmt_float(n.devserver_cpu_us_per_command if n else None),
                 ]
+                + [
+                    x
+                    for m in more
+                    for x in (
+                        fmt_float(m.bridge_cpu_us_per_command if m else None),
+                        fmt_ratio(
+                            b.bridge_cpu_us_per_command if b else None,
+                            m.bridge_cpu_us_per_command if m else None,
+                        ),
+                    )
+                ]
             )  # fmt: skip
         lines += table(
             ["clients", "-P", "direct ops/s", "bridge ops/s", "no-batch ops/s", "ideal ops/s",
              "bridge ÷ no-batch", "bridge ÷ ideal", "bridge ÷ direct", "direct p50/p99",
-             "bridge p50/p99", "no-batch p50/p99"],
+             "bridge p50/p99", "no-batch p50/p99"]
+            + [h for c in extra for h in (f"{names[c.key]} ops/s", f"bridge ÷ {names[c.key]}",
+                                          f"{names[c.key]} p50/p99")],
             rows,
         )  # fmt: skip
         lines += [""]
         lines += table(
             ["clients", "-P", "bridge HTTP/cmd", "bridge batch", "bridge CPU µs/cmd",
              "devserver CPU µs/cmd", "bridge peak RSS MiB", "no-batch HTTP/cmd",
-             "no-batch CPU µs/cmd", "devserver CPU µs/cmd (no-batch)"],
+             "no-batch CPU µs/cmd", "devserver CPU µs/cmd (no-batch)"]
+            + [h for c in extra for h in (f"{names[c.key]} CPU µs/cmd",
+                                          f"bridge ÷ {names[c.key]} CPU")],
             cost_rows,
         )  # fmt: skip
     return lines
@@ -524,7 +598,7 @@ def plot(record: RunRecord, stem: Path) -> tuple[list[Path], str]:
         )
     written = []
     for workload, contenders in (
-        (REDIS_BENCHMARK, (DIRECT, BRIDGE, NOBATCH, IDEAL)),
+        (REDIS_BENCHMARK, (DIRECT, BRIDGE, NOBATCH, RELEASE, HTTPS, IDEAL)),
         (REDIS_PY, (DIRECT, BRIDGE, NOBATCH, SDK, IDEAL)),
     ):
         lats = _latencies(record, workload)

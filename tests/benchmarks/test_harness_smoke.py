@@ -41,7 +41,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Comp
         "--clients", ",".join(map(str, CLIENTS)),
         "--pipelines", ",".join(map(str, PIPELINES)),
         "--tests", "ping,get,set", "--requests", "50", "--duration", "0.2",
-        "--idle-clients", "20", "--probe-iterations", "30", "--out", str(out),
+        "--idle-clients", "20", "--probe-iterations", "30", "--out", str(out), "--https",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPSTASH_REDIS_REST")}
     done = subprocess.run(
@@ -103,7 +103,7 @@ def test_every_point_is_measured_with_positive_figures(
     assert not record.failures
     expected = {
         (REDIS_BENCHMARK, contender, lat, clients, pipeline)
-        for contender in ("direct", "bridge", "bridge-nobatch")
+        for contender in ("direct", "bridge", "bridge-nobatch", "bridge-https")
         for lat in LATENCIES
         for clients in CLIENTS
         for pipeline in PIPELINES
@@ -125,11 +125,11 @@ def test_every_point_is_measured_with_positive_figures(
         if m.workload == REDIS_BENCHMARK:
             assert {t.test for t in m.tests} >= {"PING_INLINE", "GET", "SET"}, where
             assert all(t.ops_per_s > 0 for t in m.tests), where
-        if m.contender in ("bridge", "bridge-nobatch", "upstash-sdk"):
+        if m.contender in ("bridge", "bridge-nobatch", "bridge-https", "upstash-sdk"):
             assert m.http_requests and m.upstream_commands, where
             assert m.http_per_command is not None and m.http_per_command > 0, where
             assert m.devserver_cpu_s is not None and m.devserver_cpu_s >= 0, where
-        if m.contender in ("bridge", "bridge-nobatch"):
+        if m.contender in ("bridge", "bridge-nobatch", "bridge-https"):
             assert m.bridge_cpu_s is not None and m.bridge_cpu_s >= 0, where
             assert m.bridge_hwm_kb and m.bridge_hwm_kb > 0, where
         if m.contender == "bridge-nobatch":
