@@ -8,6 +8,10 @@
 - `devserver_factory(**flags)`: more devservers with extra flags (`latency_ms=20` ->
   `--latency-ms 20`), stopped at the end of the test.
 - `flush_redis`: FLUSHALL through redis-py before the test (not autouse).
+
+Before anything runs, HOME and the XDG directories point into a temporary directory for the
+whole session (and RUNTIME_DIRECTORY / RESP_BRIDGE_ADMIN_SOCKET are unset), so no bridge a test
+starts can take the user's default admin socket or write under the user's home.
 """
 
 from __future__ import annotations
@@ -28,7 +32,38 @@ import httpx
 import pytest
 import redis
 
+from bridge.config import default_admin_socket
 from bridge.devserver.redis_process import RedisServerProcess
+
+#: The user's own default admin socket, and whether it existed before the tests ran.
+USER_DEFAULT_ADMIN_SOCKET = default_admin_socket()
+USER_DEFAULT_ADMIN_SOCKET_EXISTED = os.path.lexists(USER_DEFAULT_ADMIN_SOCKET)
+#: The session's stand-in for HOME (XDG_* directories below it); set by pytest_configure.
+TEST_HOME = ""
+_XDG = {
+    "XDG_RUNTIME_DIR": "run",
+    "XDG_CONFIG_HOME": "config",
+    "XDG_DATA_HOME": "data",
+    "XDG_CACHE_HOME": "cache",
+    "XDG_STATE_HOME": "state",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point HOME and XDG_* at a temporary home for the session (children inherit it)."""
+    global TEST_HOME
+    TEST_HOME = tempfile.mkdtemp(prefix="resp-bridge-tests-home-")
+    os.environ["HOME"] = TEST_HOME
+    for name, sub in _XDG.items():
+        os.environ[name] = os.path.join(TEST_HOME, sub)
+        os.makedirs(os.environ[name], mode=0o700)
+    for name in ("RUNTIME_DIRECTORY", "RESP_BRIDGE_ADMIN_SOCKET"):
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+
 
 #: How long a devserver subprocess may take to print its READY line.
 DEVSERVER_START_TIMEOUT_S = 30.0

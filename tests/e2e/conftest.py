@@ -1,7 +1,9 @@
 """End-to-end fixtures: a real bridge process in front of the real devserver and redis-server.
 
 The bridge runs as a subprocess (`resp-bridge serve`), exactly as users run it, on a free
-loopback port; clients are real redis-py connections and the real redis-cli.
+loopback port; clients are real redis-py connections and the real redis-cli. Each bridge gets
+its own admin socket in the test's temporary directory unless the test chooses one (a flag, or
+an env var that moves the default): never the user's default one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from bridge.devserver.redis_process import RedisServerProcess
 from tests.conftest import DevServerHandle, start_devserver
 
 BRIDGE_START_TIMEOUT_S = 20.0
+#: Env vars a test sets to choose where the default admin socket goes.
+_ADMIN_SOCKET_ENV = {"RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR", "RESP_BRIDGE_ADMIN_SOCKET"}
 
 
 def free_port() -> int:
@@ -84,6 +88,8 @@ def start_bridge(
         sys.executable, "-c", "from bridge.cli import main; main()", "serve",
         "--port", str(port), *extra,
     ]  # fmt: skip
+    if "--admin-socket" not in extra and not _ADMIN_SOCKET_ENV & set(env or {}):
+        args += ["--admin-socket", os.path.join(tmp_dir, f"admin-{port}.sock")]
     if url is not None:
         args += ["--url", url]
     if token is not None:
