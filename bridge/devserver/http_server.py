@@ -29,6 +29,8 @@ from typing import Any
 import httptools
 import trio
 
+from bridge.devserver.tls_stream import TlsSocketListener, TlsSocketStream
+
 log = logging.getLogger("bridge.devserver.http_server")
 
 #: Largest request head (request line + headers): path-form commands carry their arguments
@@ -140,6 +142,8 @@ def _cause_text(exc: BaseException) -> str:
 
 
 def _peer(stream: trio.abc.Stream) -> str:
+    if isinstance(stream, TlsSocketStream):
+        return stream.peer
     inner: Any = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     try:
         host, port = inner.socket.getpeername()[:2]
@@ -170,10 +174,10 @@ def tls_listeners(
     listeners: Sequence[trio.SocketListener], context: ssl.SSLContext | None
 ) -> list[trio.abc.Listener[Any]]:
     """`listeners` as HTTPS ones when `context` is given (the handshake runs per connection,
-    bounded by TLS_HANDSHAKE_TIMEOUT_S)."""
+    bounded by TLS_HANDSHAKE_TIMEOUT_S). `trio.SSLListener`s are served too."""
     if context is None:
         return list(listeners)
-    return [trio.SSLListener(lsn, context, https_compatible=True) for lsn in listeners]
+    return [TlsSocketListener(listener, context) for listener in listeners]
 
 
 class HttpServer:
@@ -225,7 +229,7 @@ class HttpServer:
             self._on_connection(+1)
         try:
             async with stream:
-                if isinstance(stream, trio.SSLStream) and not await _handshake(stream):
+                if not await _handshake(stream):
                     return
                 await _Connection(self, stream).run()
         except Exception as exc:
@@ -239,8 +243,11 @@ class HttpServer:
                 self._on_connection(-1)
 
 
-async def _handshake(stream: trio.SSLStream[Any]) -> bool:
-    """Finish the TLS handshake; a refused or stalled one is the client's business (info)."""
+async def _handshake(stream: trio.abc.Stream) -> bool:
+    """Finish the TLS handshake (if TLS); a refused or stalled one is the client's business
+    (an info line). False: the connection is to be closed."""
+    if not isinstance(stream, (TlsSocketStream, trio.SSLStream)):
+        return True
     with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT_S) as scope:
         try:
             await stream.do_handshake()

@@ -17,6 +17,7 @@ import datetime
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -213,23 +214,47 @@ def test_certificate_errors_are_named_at_start(
 
 
 def test_tls_clients_that_go_away_are_not_errors(
-    tls_devserver: TlsDevServer,
+    tls_devserver: TlsDevServer, redis_client: redis.Redis
 ) -> None:
-    """Aborted handshakes and resets on the HTTPS port: info lines at most in the devserver."""
+    """Aborted handshakes, and resets after it (mid-reply, mid-SSE-stream) on the HTTPS port:
+    info lines at most in the devserver, which keeps serving."""
     host, port = tls_devserver.url.removeprefix("https://").rsplit(":", 1)
-    for payload in (b"", b"\x16\x03\x01\x00\x05hello", b"GET / HTTP/1.1\r\n\r\n"):
-        for _ in range(10):
+    context = ssl.create_default_context(cafile=tls_devserver.ca_file)
+    redis_client.set("tls:big", b"v" * (2 * 1024 * 1024))
+    auth = f"Authorization: Bearer {tls_devserver.token}\r\n"
+    after_handshake = (
+        f"GET /get/tls:big HTTP/1.1\r\nHost: x\r\n{auth}\r\n",
+        f"POST /subscribe/tls:ch HTTP/1.1\r\nHost: x\r\n{auth}Accept: text/event-stream\r\n\r\n",
+        f"POST /pipeline HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 100\r\n\r\n[[",
+    )
+
+    def reset(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    for _ in range(10):
+        for payload in (b"", b"\x16\x03\x01\x00\x05hello", b"GET / HTTP/1.1\r\n\r\n"):
             sock = socket.create_connection((host, int(port)), timeout=5)
             if payload:
                 sock.sendall(payload)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.close()
+            reset(sock)
+        for request in after_handshake:
+            raw = socket.create_connection((host, int(port)), timeout=5)
+            tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            tls.sendall(request.encode())
+            if "Content-Length" not in request:
+                assert tls.recv(100).startswith(b"HTTP/1.1 200")
+            reset(tls)
     reply = httpx.post(
         f"{tls_devserver.url}/",
         json=["ECHO", "still serving"],
         headers=tls_devserver.headers,
-        verify=ssl.create_default_context(cafile=tls_devserver.ca_file),
+        verify=context,
     )
     assert reply.json() == {"result": "still serving"}
+    deadline = time.monotonic() + 10
+    while tls_devserver.stats()["sse_streams_open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tls_devserver.stats()["sse_streams_open"] == 0
     log = tls_devserver.log_text()
     assert not [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line]
