@@ -7,8 +7,8 @@ from collections.abc import Iterable
 import pytest
 
 from bridge.core import commands, local
-from bridge.core.commands import Route
 from bridge.core.actions import Block, Forward, PubSub, Reply, Transaction
+from bridge.core.commands import Route
 from bridge.core.session import Session
 
 
