@@ -467,13 +467,25 @@ def _os_text(exc: BaseException) -> str:
     return str(cause or exc) or type(cause or exc).__name__
 
 
+#: What to do about a refused certificate, by OpenSSL verify code (default: the CA is unknown).
+_TLS_ADVICE = {
+    9: "it is not valid yet: check this machine's clock",
+    10: "renew the server's certificate (or check this machine's clock)",
+    62: "it names other hosts: put a host name it was issued for in --url / url",
+    64: "it does not name this IP address: put a host name it was issued for in --url / url",
+}
+
+
 def _tls_failure(origin: Origin, exc: trio.BrokenResourceError) -> str:
     cause = exc.__cause__
     if isinstance(cause, ssl.SSLCertVerificationError):
         what = cause.verify_message or cause.reason or str(cause)
+        advice = _TLS_ADVICE.get(
+            cause.verify_code, "a private CA is given with --ca-file / ca_file"
+        )
         return (
             f"TLS certificate of {origin.netloc} not accepted (certificate verify failed: "
-            f"{what}); a private CA is given with --ca-file / ca_file"
+            f"{what}); {advice}"
         )
     if isinstance(cause, ssl.SSLError):
         return f"TLS handshake with {origin.netloc} failed: {cause.reason or cause}"
