@@ -308,7 +308,7 @@ class Dispatcher:
                 attempt >= MAX_RETRIES
                 or not retry_safe
                 or elapsed > self.limits.timeout_s / 2
-                or getattr(exc, "kind", "") == "auth"
+                or exc.kind == "auth"
             ):
                 raise exc
             attempt += 1
