@@ -30,6 +30,8 @@ def test_help_documents_every_flag() -> None:
         "--latency-ms",
         "--max-request-bytes",
         "--sse-heartbeat-s",
+        "--tls-cert",
+        "--tls-key",
     ):
         assert flag in result.output
 

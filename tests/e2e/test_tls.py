@@ -211,6 +211,9 @@ def test_certificate_errors_are_named_at_start(
     assert reason in start and advice in start, start
     assert upstream.token not in bridge.log()
     assert "Traceback" not in bridge.log()
+    # The devserver's side of it: one info line per refused handshake, no error.
+    refusals = [line for line in upstream.log_text().splitlines() if "TLS handshake" in line]
+    assert refusals and all(" INFO " in line for line in refusals), refusals
 
 
 def test_tls_clients_that_go_away_are_not_errors(
