@@ -387,10 +387,32 @@ def run_management_cli(
     click.echo(render_json(result) if as_json else render_table(result), nl=False)
 
 
-def _management_command(group: str) -> click.Command:
-    from bridge.upstream.management_ops import help_lines
+def management_cli_lines(group: str) -> list[str]:
+    """Each DB/TEAM operation as `resp-bridge db|team` takes it (`list`, `--yes delete <id>`),
+    not in the admin socket's words (`DB LIST`, `DB DELETE <id> CONFIRM`); providers labelled
+    where their forms differ."""
+    from bridge.upstream.management_ops import OPERATIONS, PROVIDERS
 
-    lines = "\n  ".join(help_lines(group))
+    lines = []
+    for op in OPERATIONS:
+        if op.group != group:
+            continue
+        forms: dict[str, list[str]] = {}
+        for provider in PROVIDERS:
+            call = op.call(provider)
+            if call is not None:
+                text = f"{'--yes ' if op.destructive else ''}{op.name.lower()} {call.usage}"
+                forms.setdefault(text.strip(), []).append(provider)
+        everywhere = len(forms) == 1 and len(next(iter(forms.values()))) == len(PROVIDERS)
+        shown = " | ".join(
+            text if everywhere else f"{text} ({', '.join(ps)})" for text, ps in forms.items()
+        )
+        lines.append(f"{shown}  -- {op.summary}")
+    return lines
+
+
+def _management_command(group: str) -> click.Command:
+    lines = "\n  ".join(management_cli_lines(group))
     doc = (
         f"Manage {'databases' if group == 'DB' else 'Upstash teams'} through the provider's "
         "API (directly, not through a bridge).\n\n"

@@ -135,6 +135,7 @@ class BridgeConfig:
         None,
         "Serve HTTP /metrics (Prometheus), /healthz and /readyz on this HOST:PORT (such as "
         "127.0.0.1:9121); off when unset.",
+        env="RESP_BRIDGE_METRICS_BIND",
     )
     metrics_ready_upstream_s: float = _opt(
         30.0,

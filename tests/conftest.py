@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, sub in _XDG.items():
         os.environ[name] = os.path.join(TEST_HOME, sub)
         os.makedirs(os.environ[name], mode=0o700)
-    for name in ("RUNTIME_DIRECTORY", "RESP_BRIDGE_ADMIN_SOCKET"):
+    for name in ("RUNTIME_DIRECTORY", "RESP_BRIDGE_ADMIN_SOCKET", "RESP_BRIDGE_METRICS_BIND"):
         os.environ.pop(name, None)
 
 

@@ -181,9 +181,10 @@ class DevServerInfo:
         return n
 
     def startup_line(self) -> str:
-        """The start-up log line; shows only generated tokens (given ones are masked)."""
-        token = self.token if self.token_generated else "<given>"
-        ro = self.readonly_token if self.readonly_token_generated else "<given>"
+        """The start-up log line; shows only tokens it generated (not those it was given, by a
+        flag or by the bridge's embedded default)."""
+        token = self.token if self.token_generated else "<not shown>"
+        ro = self.readonly_token if self.readonly_token_generated else "<not shown>"
         line = (
             f"devserver listening on {self.url} (redis {self.redis_url}) "
             f"token={token} readonly-token={ro}"

@@ -125,7 +125,7 @@ def test_one_database_by_default(devserver: DevServerHandle) -> None:
 
 def test_start_up_line_names_the_scheme_not_given_tokens(numbered: DevServerHandle) -> None:
     log = numbered.log_text()
-    assert "token=<given> readonly-token=<given>" in log
+    assert "token=<not shown> readonly-token=<not shown>" in log
     assert "databases=0-2 (database n: each token + .db<n>)" in log
     assert numbered.token not in log
 
