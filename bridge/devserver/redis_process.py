@@ -76,9 +76,11 @@ def redis_server_path(executable: str = "redis-server") -> str:
 def _alive(pid_and_start: list[int | None] | None) -> bool:
     """Is this [pid, start time] process still running? Without /proc (start time None) the
     pid alone decides: a reused pid then keeps a stale directory, which is harmless."""
-    if not pid_and_start or pid_and_start[0] is None:
+    if not pid_and_start:
         return False
     pid, start = pid_and_start
+    if pid is None:
+        return False
     if start is None:
         try:
             os.kill(pid, 0)

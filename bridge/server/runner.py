@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import trio
 
 from bridge.config import BridgeConfig
-from bridge.errors import ConfigError, UpstreamAuthError
 from bridge.server.admin import serve_admin
 from bridge.server.lifecycle import Lifecycle
 from bridge.server.listeners import open_listeners, serve_clients
+from bridge.server.metrics_http import metrics_sources, serve_metrics
+from bridge.server.probe import probe_until_reachable
 from bridge.server.pubsub import PubSubHub
 from bridge.server.state import BridgeState
-from bridge.upstream.rest import RestClient
+from bridge.upstream.rest import ProbeResult, RestClient
 
 log = logging.getLogger("bridge")
 
@@ -80,10 +81,14 @@ async def run_bridge(
         try:
             hub = PubSubHub.for_rest(upstream, config)
             state = BridgeState(config, upstream, pubsub=hub)
-            await _probe(state)
+            await nursery.start(probe_until_reachable, upstream, _adopt_probe(state))
             await nursery.start(state.dispatcher.run)
             await nursery.start(hub.run)
             await nursery.start(serve_admin, state, lifecycle, nursery.cancel_scope.cancel)
+            metrics = None
+            if config.metrics_bind:
+                sources = metrics_sources(state, lifecycle)
+                metrics = await nursery.start(serve_metrics, config, sources)
             listening = await open_listeners(config, inherited)
 
             def ready() -> None:
@@ -93,6 +98,8 @@ async def run_bridge(
                     " and ".join(listening.where),
                     upstream.display_url,
                 )
+                if metrics is not None:
+                    metrics.readiness.listening = True
                 task_status.started(
                     BridgeInfo(listening.port, listening.unixsocket, upstream.display_url)
                 )
@@ -107,30 +114,20 @@ async def run_bridge(
                     os.unlink(listening.unixsocket)
 
 
-async def _probe(state: BridgeState) -> None:
-    upstream = state.upstream
-    try:
-        result = await upstream.probe()
-    except UpstreamAuthError:
-        raise ConfigError(
-            f"the upstream {upstream.display_url} refused the token (HTTP 401): check "
-            "UPSTASH_REDIS_REST_TOKEN / --token"
-        ) from None
-    state.note_server_version(result.server_version)
-    state.choose_response_format(result.resp2)
-    if not result.reachable:
-        log.warning(
-            "upstream %s is not reachable yet (%s); starting anyway, commands will get errors "
-            "until it is",
-            upstream.display_url,
+def _adopt_probe(state: BridgeState) -> Callable[[ProbeResult], None]:
+    """What a probe result changes: the server version and the reply format."""
+
+    def adopt(result: ProbeResult) -> None:
+        state.note_server_version(result.server_version)
+        state.choose_response_format(result.resp2)
+        log.info(
+            "upstream %s: response format %s (%s)",
+            state.upstream.display_url,
+            "resp2" if state.upstream.resp2 else "json+base64",
             result.detail,
         )
-    log.info(
-        "upstream %s: response format %s (%s)",
-        upstream.display_url,
-        "resp2" if upstream.resp2 else "json+base64",
-        result.detail,
-    )
+
+    return adopt
 
 
 async def serve_forever(
