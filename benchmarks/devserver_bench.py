@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from bridge.child_process import read_ready_line, spawn_child, stop_child
 from bridge.devserver.redis_process import RedisServerProcess
 
 #: How long the devserver may take to print READY.
@@ -56,14 +55,12 @@ def start_devserver(redis_url: str, latency_ms: float) -> tuple[subprocess.Popen
         "--readonly-token", TOKEN + "-ro", "--latency-ms", str(latency_ms),
         "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
-    line = proc.stdout.readline().decode() if ready else ""
-    if not line.startswith("READY "):
-        proc.kill()
-        raise SystemExit(f"devserver did not start (got {line!r})")
-    return proc, line.split()[1]
+    proc = spawn_child(args, stdout=subprocess.PIPE, stderr=None)
+    url = read_ready_line(proc, START_TIMEOUT_S)
+    if not url:
+        stop_child(proc)
+        raise SystemExit("devserver did not start (no READY line; its log is above)")
+    return proc, url
 
 
 def batch_commands(n: int, batch: int) -> list[list[str]]:
@@ -198,8 +195,7 @@ def main() -> None:
         print_table(results, args.clients, args.latency_ms, args.client)
     finally:
         if devserver is not None:
-            devserver.send_signal(signal.SIGTERM)
-            devserver.wait(10)
+            stop_child(devserver)
         if redis_proc is not None:
             redis_proc.stop()
 
