@@ -2,12 +2,13 @@
 start-up probe that is repeated until the upstream answers.
 
 A real bridge in front of its own devserver, whose fault switches stand in for an outage
-(every REST request answered HTTP 500). /metrics is read with curl-like plain HTTP and parsed
-by prometheus_client's own text parser.
+(every REST request answered HTTP 500). /metrics is read with curl and parsed by
+prometheus_client's own text parser.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,12 @@ def test_metrics_healthz_readyz(devserver_factory: Callable[..., Any], bridge_fa
     response = httpx.get(f"{base}/metrics", timeout=5)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    # As the README shows it: curl -s 127.0.0.1:PORT/metrics.
+    scraped = subprocess.run(
+        ["curl", "-s", f"127.0.0.1:{port}/metrics"], capture_output=True, text=True, timeout=10
+    )
+    assert scraped.returncode == 0 and scraped.stdout.startswith("# HELP")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.stdout)}
     commands = {s.labels["where"]: s.value for s in families["resp_bridge_commands"].samples}
     assert commands["forwarded"] >= 6
     assert families["resp_bridge_clients"].samples[0].value >= 1
