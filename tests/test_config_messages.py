@@ -112,3 +112,21 @@ def test_a_bind_address_not_on_this_host_has_its_own_message(tmp_path: Path) -> 
     assert "bind '192.0.2.77': this address is not on this host" in done.stderr
     assert "in use" not in done.stderr
     assert _redis_dirs(tmp_path) == []
+
+
+def test_metrics_bind_must_be_host_and_port() -> None:
+    assert "metrics_bind: '9121' is not HOST:PORT" in _error(metrics_bind="9121")
+    assert "put an IPv6 address in brackets" in _error(metrics_bind="::1:9121")
+    assert load_config(cli={"metrics_bind": "[::1]:9121"}, environ={}).metrics_bind
+
+
+def test_a_taken_metrics_port_is_named_before_anything_starts(
+    tmp_path: Path, taken_port: int
+) -> None:
+    done = _run(
+        "serve", "--port", "0", "--admin-socket", "off",
+        "--metrics-bind", f"127.0.0.1:{taken_port}", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"127.0.0.1:{taken_port} is already in use" in done.stderr
+    assert _redis_dirs(tmp_path) == []
