@@ -246,12 +246,19 @@ class RedisServerProcess:
             "--logfile", self._log_path,
             *self._extra_args,
         ]  # fmt: skip
-        self._proc = spawn_child(args, die_with_parent=die_with_parent)
         me = os.getpid()
-        owners = {"owner": [me, process_start_time(me)]}
-        owners["child"] = [self._proc.pid, process_start_time(self._proc.pid)]
-        with open(os.path.join(self._dir, OWNER_FILE), "w", encoding="utf-8") as fh:
+        owner = [me, process_start_time(me)]
+        self._write_owners({"owner": owner})  # before the child: a dead owner is then known
+        self._proc = spawn_child(args, die_with_parent=die_with_parent)
+        child = [self._proc.pid, process_start_time(self._proc.pid)]
+        self._write_owners({"owner": owner, "child": child})
+
+    def _write_owners(self, owners: dict[str, list[int | None]]) -> None:
+        assert self._dir is not None
+        path = os.path.join(self._dir, OWNER_FILE)
+        with open(path + ".new", "w", encoding="utf-8") as fh:
             json.dump(owners, fh)
+        os.replace(path + ".new", path)  # never a half-written file for remove_stale_dirs
 
     def _probe(self) -> bool:
         try:

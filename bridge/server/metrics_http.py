@@ -158,8 +158,8 @@ def metrics_sources(state: BridgeState, lifecycle: Lifecycle | None) -> MetricsS
 
     async def ping() -> None:
         [frame] = await state.upstream.pipeline([["PING"]])
-        if not frame.startswith(b"+"):
-            raise RuntimeError(bytes(frame[:200]).decode("utf-8", "replace").strip())
+        if frame.startswith(b"-"):  # PONG is a status (resp2) or a bulk string (JSON format)
+            raise RuntimeError(bytes(frame[1:200]).decode("utf-8", "replace").strip())
 
     return MetricsSources(
         exposition=lambda: prometheus_text(state),

@@ -106,3 +106,14 @@ def test_the_systemd_drop_in_enables_the_listener_on_loopback() -> None:
     name, value = setting.split("=", 1)
     config = load_config(environ={name: value})
     assert config.metrics_bind == "127.0.0.1:9121"
+
+
+def test_readyz_pings_in_the_json_reply_format_too(devserver: Any, bridge_factory: Any) -> None:
+    port = free_port()
+    bridge_factory(
+        devserver.url, devserver.token, "--response-format", "json",
+        "--metrics-bind", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    # No command yet: readiness is decided by one PING (a bulk string in the JSON format).
+    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
