@@ -47,3 +47,19 @@ def test_a_test_bridge_gets_its_own_admin_socket(
         bridge.stop()
     if not conftest.USER_DEFAULT_ADMIN_SOCKET_EXISTED:
         assert not os.path.lexists(conftest.USER_DEFAULT_ADMIN_SOCKET)
+
+
+def test_a_bridge_without_admin_socket_says_so_as_a_warning(tmp_path: Path, devserver: Any) -> None:
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    env = {"RUNTIME_DIRECTORY": str(runtime)}  # both want the same default socket
+    first = start_bridge(str(tmp_path), devserver.url, devserver.token, env=env)
+    try:
+        second = start_bridge(str(tmp_path), devserver.url, devserver.token, env=env)
+        try:
+            assert "WARNING bridge.admin: no admin socket: " in second.log(), second.log()
+            assert "another process (a running bridge?) listens on" in second.log()
+        finally:
+            second.stop()
+    finally:
+        first.stop()

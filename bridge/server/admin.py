@@ -48,7 +48,6 @@ from bridge.server.admin_replies import (
     stats_reply,
 )
 from bridge.server.admin_socket import (
-    AdminSocketInUse,
     open_admin_socket,
     peer_uid,
     resolve_admin_socket,
@@ -685,9 +684,9 @@ async def serve_admin(
     except ConfigError as exc:
         if explicit:
             raise
-        # Another bridge of ours has the default socket: expected when several run at once.
-        level = logging.INFO if isinstance(exc, AdminSocketInUse) else logging.WARNING
-        log.log(level, "no admin socket: %s (set --admin-socket to choose a path)", exc)
+        # Even when another bridge has the default socket, say it loudly: `resp-bridge admin`
+        # would talk to that other bridge, not to this one.
+        log.warning("no admin socket: %s (set --admin-socket to choose a path)", exc)
         task_status.started(None)
         return
     admin = AdminServer(state, path=admin_socket.path, lifecycle=lifecycle, stop_now=stop_now)
