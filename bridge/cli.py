@@ -40,6 +40,8 @@ def main() -> None:
 def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """One click option per BridgeConfig field (default None: 'not given on the command line')."""
     for f in reversed(dataclasses.fields(BridgeConfig)):
+        if f.metadata.get("table"):
+            continue  # [databases.N] tables: config file only
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata["help"]
         if f.metadata.get("env"):
@@ -66,7 +68,7 @@ def _setup_logging(config: BridgeConfig) -> None:
     setup_logging(
         config.log_level,
         log_format=config.log_format,
-        secrets=[getattr(config, f.name) for f in FIELDS.values() if f.metadata.get("secret")],
+        secrets=config.secret_values(),
     )
 
 
@@ -178,7 +180,13 @@ def check_config(config_file: str | None, **options: Any) -> None:
 
 def _as_toml(values: dict[str, Any]) -> str:
     lines = []
+    tables: list[str] = []
     for name, value in values.items():
+        if isinstance(value, dict):  # [databases.N] tables go after the plain keys
+            for key, table in value.items():
+                tables += ["", f"[{name}.{key}]"]
+                tables += [f'{k} = "{v}"' for k, v in table.items()]
+            continue
         if value is None:
             lines.append(f"# {name} = (not set)")
         elif isinstance(value, bool):
@@ -190,7 +198,7 @@ def _as_toml(values: dict[str, Any]) -> str:
         else:
             escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'{name} = "{escaped}"')
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tables) + "\n"
 
 
 @main.command("config-reference", hidden=True)

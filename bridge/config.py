@@ -31,6 +31,19 @@ def _opt(default: Any, help: str, *, env: str | None = None, secret: bool = Fals
     return field(default=default, metadata={"help": help, "env": env, "secret": secret})
 
 
+#: Env var that can give the token of a `[databases.N]` table (N replaces the braces).
+DATABASE_TOKEN_ENV = "RESP_BRIDGE_DB{}_TOKEN"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """A `[databases.N]` table: the REST database that serves Redis database number N."""
+
+    number: int
+    url: str
+    token: str = field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
     """Effective settings of `resp-bridge serve` (see README for the full table)."""
@@ -176,6 +189,18 @@ class BridgeConfig:
     enterprise_insecure: bool = _opt(
         False, "Do not verify the Redis Enterprise API's TLS certificate (warns on every use)."
     )
+    databases: tuple[DatabaseTarget, ...] = field(
+        default=(),
+        metadata={
+            "help": "Config file only: a [databases.N] table (url, token) per extra Redis database "
+            "number N that SELECT and redis://host/N may use, each a REST database of its own "
+            "(the embedded default serves 0-15 without tables). The token may come from "
+            "RESP_BRIDGE_DB<N>_TOKEN instead.",
+            "env": None,
+            "secret": False,
+            "table": True,
+        },
+    )
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings with secrets masked, for logs, check-config and admin."""
@@ -185,7 +210,17 @@ class BridgeConfig:
             if f.metadata.get("secret") and value:
                 value = "<redacted>"
             out[f.name] = value
+        out["databases"] = {
+            str(d.number): {"url": redact_url(d.url), "token": "<redacted>"} for d in self.databases
+        }
         return out
+
+    def secret_values(self) -> list[str]:
+        """Every credential in the settings: the secret fields and the databases' tokens."""
+        values = [
+            getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("secret")
+        ]
+        return [v for v in values if v] + [d.token for d in self.databases]
 
     @property
     def embedded(self) -> bool:
@@ -200,6 +235,11 @@ def config_markdown() -> str:
     """The README's table of settings, generated from the schema so it cannot drift."""
     lines = ["| flag / config key | env | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(BridgeConfig):
+        if f.metadata.get("table"):
+            env = "`" + DATABASE_TOKEN_ENV.format("<N>") + "`"
+            help_text = str(f.metadata["help"]).replace("|", "\\|")
+            lines.append(f"| `[{f.name}.N]` (file only) | {env} | - | {help_text} |")
+            continue
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             flag += "/--no-" + f.name.replace("_", "-")
@@ -256,7 +296,10 @@ def load_config(
     for name, value in (cli or {}).items():
         if value is not None:
             values[name] = value
+    tables = values.pop("databases", None)
     converted: dict[str, Any] = {}
+    if tables is not None:
+        converted["databases"] = _database_tables(tables, env, problems)
     for name, value in values.items():
         try:
             converted[name] = _convert(name, value)
@@ -301,6 +344,45 @@ def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
         )
         problems.append(f"{path}: unknown key {key!r}; {hint}")
     return out
+
+
+def _database_tables(
+    tables: Any, env: Mapping[str, str], problems: list[str]
+) -> tuple[DatabaseTarget, ...]:
+    """`[databases.N]` tables -> targets, sorted by number; each problem names its key."""
+    if not isinstance(tables, dict):
+        problems.append("databases: must be tables such as [databases.1] (url, token)")
+        return ()
+    targets: list[DatabaseTarget] = []
+    for key, table in tables.items():
+        where = f"databases.{key}"
+        number = int(key) if str(key).isdigit() else -1
+        if number == 0:
+            problems.append(
+                f"{where}: database 0 is the main upstream: give url and token at the top"
+            )
+            continue
+        if number < 0:
+            problems.append(f"{where}: {key!r} is not a database number ([databases.1], ...)")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table with url and token")
+            continue
+        for extra in sorted(set(table) - {"url", "token"}):
+            problems.append(f"{where}: unknown key {extra!r} (a table has url and token)")
+        url = table.get("url")
+        token = table.get("token") or env.get(DATABASE_TOKEN_ENV.format(number))
+        if not isinstance(url, str) or not url:
+            problems.append(f"{where}.url: missing (the REST URL of the database, https://...)")
+            continue
+        if not isinstance(token, str) or not token:
+            problems.append(
+                f"{where}.token: missing (give token in the table or set "
+                f"{DATABASE_TOKEN_ENV.format(number)})"
+            )
+            continue
+        targets.append(DatabaseTarget(number, url, token))
+    return tuple(sorted(targets, key=lambda t: t.number))
 
 
 def _convert(name: str, value: Any) -> Any:
@@ -442,6 +524,17 @@ def config_problems(config: BridgeConfig) -> list[str]:
             parse_host_port(config.metrics_bind)
         except ValueError as exc:
             add(f"metrics_bind: {exc}")
+    if config.databases and config.embedded:
+        add(
+            "databases: [databases.N] tables need a configured upstream (url and token for "
+            "database 0); the embedded default already serves databases 0-15"
+        )
+    for target in config.databases:
+        problem = url_problem(f"databases.{target.number}.url", target.url)
+        if problem:
+            add(problem)
+        elif urlsplit(target.url).query or urlsplit(target.url).username:
+            add(f"databases.{target.number}.url: must not carry credentials or a query")
     return problems
 
 

@@ -38,12 +38,21 @@ class ServerContext(Protocol):
 
     def kill_client(self, client_id: int) -> bool: ...
 
+    def database_problem(self, index: int) -> str | None:
+        """None when database `index` can be SELECTed, else the error text to reply."""
+        ...
+
+    def databases_share_server(self) -> bool:
+        """Every database number is a logical database of one Redis server (the embedded
+        default): MOVE, SWAPDB and COPY ... DB keep Redis' guarantees when forwarded."""
+        ...
+
 
 class ClientState:
     """State of one client connection, as CLIENT LIST shows it and local commands change it."""
 
     __slots__ = (
-        "addr", "authenticated", "channels", "context", "created", "id", "laddr",
+        "addr", "authenticated", "channels", "context", "created", "db", "id", "laddr",
         "last_command", "last_seen", "lib_name", "lib_ver", "monitoring", "multi", "multi_dirty",
         "name", "patterns", "protocol", "reply_mode", "skip_next", "watches",
     )  # fmt: skip
@@ -60,6 +69,8 @@ class ClientState:
         self.lib_name = b""
         self.lib_ver = b""
         self.protocol = 2
+        #: The SELECTed database number (its upstream is chosen by the server layer).
+        self.db = 0
         self.authenticated = not context.requirepass
         self.multi: list[QueuedCommand] | None = None
         self.multi_dirty = False
@@ -97,6 +108,7 @@ class ClientState:
         self.multi_dirty = False
         self.name = b""
         self.protocol = 2
+        self.db = 0
         self.reply_mode = "on"
         self.skip_next = False
         self.authenticated = not self.context.requirepass

@@ -91,7 +91,9 @@ _LOCAL = frozenset(
         "echo",
         "quit",
         "reset",
-        "select",  # SELECT 0 is accepted, other indexes get a clear error (the session decides)
+        "select",  # a database number served (or a clear error naming the setting to add)
+        "move",  # forwarded when one Redis server holds both numbers, else refused (why)
+        "swapdb",
         "auth",
         "hello",
         "info",  # the upstream's INFO merged with a "# Bridge" section
@@ -113,7 +115,6 @@ _BLOCKING = frozenset(
 
 REASON_CLUSTER = "cluster commands are not supported by the REST API"
 REASON_REPLICATION = "replication is not available over the REST API"
-REASON_DB = "only database 0 exists over the REST API"
 REASON_CONFIG = "server configuration is managed by the provider"
 REASON_PERSISTENCE = "persistence is managed by the provider"
 REASON_TRACKING = "client-side caching is not supported by the bridge"
@@ -132,8 +133,6 @@ _REFUSED: Mapping[str, str] = {
     "failover": REASON_REPLICATION,
     "wait": REASON_REPLICATION,
     "waitaof": REASON_REPLICATION,
-    "swapdb": REASON_DB,
-    "move": REASON_DB,
     "shutdown": "would shut down the upstream server",
     "debug": "DEBUG is not available over the REST API",
     "save": REASON_PERSISTENCE,

@@ -96,17 +96,94 @@ def _reset(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(b"+RESET\r\n")
 
 
-def _select(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+def _db_index(arg: bytes) -> int | None:
     try:
-        index = int(args[1])
+        return int(arg)
     except ValueError:
+        return None
+
+
+def _select(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    index = _db_index(args[1])
+    if index is None:
         return _err("ERR value is not an integer or out of range")
-    if index == 0:
+    if index == session.db:
         return _ok(OK)
-    return _err(
-        f"ERR SELECT {index} is not supported: the REST API exposes only database 0 "
-        "(use key prefixes instead of database numbers)"
-    )
+    if session.multi is not None:
+        # Queued commands run as one request on one REST database: refused at queue time,
+        # and the transaction aborts at EXEC (nothing of it runs).
+        session.multi_dirty = True
+        return _err(
+            "ERR SELECT inside MULTI is not supported by the bridge: a transaction runs on "
+            "one REST database (SELECT before MULTI)"
+        )
+    if session.watches:
+        return _err(
+            "ERR SELECT with WATCHed keys is not supported by the bridge: the watched keys are "
+            "checked on the database EXEC runs on (UNWATCH first, or SELECT before WATCH)"
+        )
+    problem = session.context.database_problem(index)
+    if problem is not None:
+        return _err(problem)
+    session.db = index
+    return _ok(OK)
+
+
+def _cross_database(session: ClientState, name: str, indexes: list[int | None]) -> str | None:
+    """Why MOVE / SWAPDB / COPY ... DB between these databases cannot run, or None."""
+    if any(i is None for i in indexes):
+        return "ERR value is not an integer or out of range"
+    for index in indexes:
+        assert index is not None
+        problem = session.context.database_problem(index)
+        if problem is not None:
+            return problem
+    others = sorted({i for i in indexes if i is not None and i != session.db})
+    if others and not session.context.databases_share_server():
+        numbers = ", ".join(str(i) for i in sorted({session.db, *others}))
+        return (
+            f"ERR {name} across databases is not supported by the bridge: databases {numbers} "
+            "are separate REST databases, so it could not be atomic"
+        )
+    return None
+
+
+def _move(session: ClientState, args: list[bytes]) -> tuple[bytes, bool] | Forward:
+    index = _db_index(args[2])
+    if index == session.db:
+        return _err("ERR source and destination objects are the same")
+    problem = _cross_database(session, "MOVE", [index])
+    if problem is not None:
+        return _err(problem)
+    # One Redis server holds every number (embedded default): Redis moves it, atomically.
+    return Forward(args, commands.lookup(b"move"))
+
+
+def _swapdb(session: ClientState, args: list[bytes]) -> tuple[bytes, bool] | Forward:
+    first, second = _db_index(args[1]), _db_index(args[2])
+    if first is None:
+        return _err("ERR invalid first DB index")
+    if second is None:
+        return _err("ERR invalid second DB index")
+    problem = _cross_database(session, "SWAPDB", [first, second])
+    if problem is not None:
+        return _err(problem)
+    if not session.context.databases_share_server():
+        # Both are this database: Redis answers OK and changes nothing.
+        return _ok(OK)
+    return Forward(args, commands.lookup(b"swapdb"))
+
+
+def copy_problem(session: ClientState, args: list[bytes]) -> str | None:
+    """COPY source destination DB n: the error when database n is not reachable in the same
+    atomic command (another REST database, or not configured); None to forward it."""
+    for i in range(3, len(args) - 1):
+        if args[i].lower() == b"db":
+            index = _db_index(args[i + 1])
+            if index == session.db:
+                return None
+            return _cross_database(session, "COPY ... DB", [index])
+    return None
 
 
 def _auth(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
@@ -212,7 +289,8 @@ def client_line(session: ClientState) -> bytes:
     fields = (
         f"id={session.id} addr={session.addr} laddr={session.laddr} fd=-1 "
         f"name={session.name.decode('latin-1')} age={session.age_s} idle={session.idle_s} "
-        f"flags={session.flags()} db=0 sub={len(session.channels)} psub={len(session.patterns)} "
+        f"flags={session.flags()} db={session.db} sub={len(session.channels)} "
+        f"psub={len(session.patterns)} "
         f"ssub=0 multi={multi} qbuf=0 qbuf-free=0 "
         f"argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "
         f"cmd={session.last_command} user=default redir=-1 resp={session.protocol} "
@@ -444,6 +522,8 @@ _HANDLERS: dict[str, Callable[[ClientState, list[bytes]], tuple[bytes, bool] | F
     "quit": _quit,
     "reset": _reset,
     "select": _select,
+    "move": _move,
+    "swapdb": _swapdb,
     "auth": _auth,
     "hello": _hello,
     "client|setname": _client_setname,

@@ -106,6 +106,10 @@ class Session(ClientState):
             return self._error(errors.READ_ONLY)
         if spec.name in ("xread", "xreadgroup") and _has_block(args):
             return self._block(args, spec)
+        if spec.name == "copy" and len(args) > 4:
+            problem = local.copy_problem(self, args)
+            if problem is not None:
+                return self._error(problem)
         return Forward(args, spec)
 
     def _block(self, args: list[bytes], spec: CommandSpec) -> Action:

@@ -98,7 +98,35 @@ def stats_reply(state: BridgeState) -> dict[str, Any]:
         "bytes_in": s.bytes_in,
         "bytes_out": s.bytes_out,
         "uptime_s": round(s.uptime_s, 1),
+        "databases": databases_reply(state),
     }
+
+
+def databases_reply(state: BridgeState) -> dict[str, Any]:
+    """Per database number in use: its upstream, clients that SELECTed it, its queue."""
+    clients: dict[int, int] = {}
+    for conn in state.connections.values():
+        clients[conn.session.db] = clients.get(conn.session.db, 0) + 1
+    numbered = {db.number: db for db in state.databases.opened()}
+    out: dict[str, Any] = {
+        "0": {
+            "upstream": state.upstream.display_url,
+            "clients": clients.get(0, 0),
+            "commands": state.stats.commands_forwarded - sum(d.commands for d in numbered.values()),
+            "requests_in_flight": state.dispatcher.in_flight,
+            "circuit_breaker": state.dispatcher.breaker.state,
+        }
+    }
+    for number in sorted(set(numbered) | {n for n in clients if n}):
+        db = numbered.get(number)
+        out[str(number)] = {
+            "upstream": state.databases.display_url(number),
+            "clients": clients.get(number, 0),
+            "commands": db.commands if db else 0,
+            "requests_in_flight": db.dispatcher.in_flight if db else 0,
+            "circuit_breaker": db.dispatcher.breaker.state if db else "closed",
+        }
+    return out
 
 
 def client_row(conn: ClientConnection, paused: bool) -> dict[str, Any]:
@@ -126,6 +154,7 @@ def client_row(conn: ClientConnection, paused: bool) -> dict[str, Any]:
         "pending": pending,
         "cmd": session.last_command,
         "resp": session.protocol,
+        "db": session.db,
         "subscriptions": len(session.channels) + len(session.patterns),
     }
 

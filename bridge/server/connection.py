@@ -23,10 +23,11 @@ from collections.abc import Callable
 
 import trio
 
-from bridge.core.actions import Block, Forward, PubSub, Reply, Transaction
+from bridge.core.actions import Action, Block, Forward, PubSub, Reply, Transaction
 from bridge.core.parser import ProtocolError, RequestParser
 from bridge.core.resp import encode_error
 from bridge.core.session import Session
+from bridge.server.databases import NumberedDatabase
 from bridge.server.dispatcher import ClientQueue
 from bridge.server.state import BridgeState
 
@@ -81,6 +82,11 @@ class Connection:
         # The last blocking command and the poll interval it reached (resumed on a repeat).
         self._last_block: list[bytes] | None = None
         self._block_interval: float | None = None
+        # The database this connection's upstream work goes to (None: database 0), with its
+        # dispatcher and blocking hub; changed only when `queue` is idle (see `_route`).
+        self._target: NumberedDatabase | None = None
+        self._dispatcher = state.dispatcher
+        self._blocking = state.blocking
 
     @property
     def id(self) -> int:
@@ -220,12 +226,19 @@ class Connection:
 
     # -- blocking commands -----------------------------------------------------------------
 
-    async def _block(self, action: Block) -> None:
+    async def _block(self, action: Block | _Switch) -> None:
         """Run an emulated blocking command; later commands wait, like on a blocked Redis
-        connection, but the socket is still watched so a client that leaves is noticed."""
+        connection, but the socket is still watched so a client that leaves is noticed.
+        (Also a command waiting for its database switch, see `_route`.)"""
+        if type(action) is _Switch:
+            await self._switch(action)
+            if type(action.action) is not Block:
+                return
+            action = action.action
+        assert type(action) is Block
         slot = Slot()
         self._push(slot)
-        hub = self.state.blocking
+        hub = self._blocking
         same = self._last_block == action.args
         resume = self._block_interval if same else None
         async with trio.open_nursery() as nursery:
@@ -250,13 +263,18 @@ class Connection:
             except ProtocolError:
                 return  # sticky: reported when the block ends and commands() is called
 
-    def _handle(self, args: list[bytes]) -> Block | None:
-        """Carry out one command's action; a blocking command is returned to be awaited."""
+    def _handle(self, args: list[bytes]) -> Block | _Switch | None:
+        """Carry out one command's action; a blocking command is returned to be awaited
+        (and a command that must wait for a database switch)."""
         stats = self.state.stats
         stats.commands_total += 1
         action = self.session.handle(args)
         if type(action) is Block:
             stats.commands_forwarded += 1
+            if self.session.db or self._target is not None:
+                routed = self._route(action)
+                if routed is not True:
+                    return routed or None
             return action
         if type(action) is Reply:
             stats.commands_local += 1
@@ -272,6 +290,10 @@ class Connection:
             self._pubsub(action)
             return None
         stats.commands_forwarded += 1
+        if self.session.db or self._target is not None:
+            routed = self._route(action)
+            if routed is not True:
+                return routed or None
         if type(action) is Forward:
             self._forward(action)
         else:
@@ -352,6 +374,58 @@ class Connection:
         self.slots.append(Slot(data, push=True))
         self._writer_wakeup.set()
 
+    # -- database numbers ------------------------------------------------------------------
+
+    def _route(self, action: Action) -> _Switch | bool:
+        """Point this connection at the database `action` runs on. True when the action can
+        be carried out now; a `_Switch` to await when the queue of the previous database
+        still has work (so no command overtakes an earlier one on another upstream); False
+        when the database is not served any more (its error reply is queued)."""
+        number = self.session.db
+        databases = self.state.databases
+        target: NumberedDatabase | None = None
+        if number and not (
+            # Pub/sub is global in Redis: PUBLISH & co. go where the subscriptions are.
+            not databases.shared
+            and type(action) is Forward
+            and action.spec is not None
+            and "pubsub" in action.spec.flags
+        ):
+            target = databases.get(number)
+            if target is None:
+                problem = databases.problem(number) or "ERR DB index is out of range"
+                self._push(Slot(b"" if action.silent else encode_error(problem)))
+                return False
+            target.commands += 1
+        if target is self._target:
+            return True
+        queue = self.queue
+        if queue.items or queue.in_flight:
+            return _Switch(action, target)
+        self._use(target)
+        return True
+
+    async def _switch(self, switch: _Switch) -> None:
+        """Wait until the previous database's queue is idle, then carry the action out on
+        the new one."""
+        queue = self.queue
+        if queue.items or queue.in_flight:
+            queue.idle = trio.Event()
+            await queue.idle.wait()
+        self._use(switch.target)
+        action = switch.action
+        if type(action) is Forward:
+            self._forward(action)
+        elif type(action) is Transaction:
+            self._transaction(action)
+
+    def _use(self, target: NumberedDatabase | None) -> None:
+        self._target = target
+        self.queue = ClientQueue()
+        source = self.state if target is None else target
+        self._dispatcher = source.dispatcher
+        self._blocking = source.blocking
+
     # -- upstream work ---------------------------------------------------------------------
 
     def _forward(self, action: Forward) -> None:
@@ -372,14 +446,14 @@ class Connection:
             return
         spec = action.spec
         finish = self.session.finish
-        blocking = state.blocking
+        blocking = self._blocking
 
         def deliver(frame: bytes) -> None:
             if frame[:1] == b"-" or blocking.has_waiters():
                 state.on_reply(spec, args, frame)
             self._fill(slot, finish(action, frame))
 
-        state.dispatcher.submit_command(self.queue, args, spec, deliver, size)
+        self._dispatcher.submit_command(self.queue, args, spec, deliver, size)
 
     def _transaction(self, action: Transaction) -> None:
         slot = Slot()
@@ -390,12 +464,13 @@ class Connection:
             self._fill(slot, local)
             return
         state = self.state
+        blocking = self._blocking
 
         def deliver(frame: bytes) -> None:
-            state.on_exec_reply(action, frame)
+            state.on_exec_reply(action, frame, blocking)
             self._fill(slot, session.finish(action, frame))
 
-        state.dispatcher.submit_transaction(self.queue, action, deliver)
+        self._dispatcher.submit_transaction(self.queue, action, deliver)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -484,6 +559,16 @@ class Connection:
                 cancel_scope.cancel()
                 return
             await self._writer_wakeup.wait()
+
+
+class _Switch:
+    """An action waiting for its connection's previous database queue to be idle."""
+
+    __slots__ = ("action", "target")
+
+    def __init__(self, action: Action, target: NumberedDatabase | None) -> None:
+        self.action = action
+        self.target = target
 
 
 def _plain_socket(stream: trio.abc.Stream) -> socket.socket | None:

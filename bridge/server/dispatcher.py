@@ -74,13 +74,16 @@ class Pending:
 class ClientQueue:
     """A client's commands waiting for the dispatcher; owned by one connection."""
 
-    __slots__ = ("closed", "in_flight", "items", "scheduled")
+    __slots__ = ("closed", "idle", "in_flight", "items", "scheduled")
 
     def __init__(self) -> None:
         self.items: deque[Pending] = deque()
         self.in_flight = False
         self.scheduled = False
         self.closed = False
+        #: Set (once) when nothing is queued or in flight any more: a connection switching
+        #: database waits for it, so its commands run in order across upstreams.
+        self.idle: trio.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,10 @@ class Dispatcher:
             queue.scheduled = True
             self._ready.append(queue)
             self._wakeup.set()
+
+    def has_work(self) -> bool:
+        """Commands are queued for a request (not counting those in flight)."""
+        return any(queue.items for queue in self._ready)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -258,9 +265,12 @@ class Dispatcher:
                     item.deliver(encode_error("ERR internal error in resp-bridge (see its log)"))
         for queue, _ in batch:
             queue.in_flight = False
-            if queue.items and not queue.scheduled:
-                queue.scheduled = True
-                self._ready.append(queue)
+            if queue.items:
+                if not queue.scheduled:
+                    queue.scheduled = True
+                    self._ready.append(queue)
+            elif queue.idle is not None:
+                queue.idle.set()
         self._wakeup.set()
 
     async def _call(self, items: list[Pending]) -> list[bytes]:

@@ -16,8 +16,16 @@ from collections.abc import AsyncIterator
 import trio
 
 from bridge.config import BridgeConfig
+from bridge.server.databases import EMBEDDED_DATABASES
 
 log = logging.getLogger("bridge.embedded")
+
+
+def embedded_database_token(token: str, number: int) -> str:
+    """The devserver's token for database `number` (the scheme of `--databases`)."""
+    from bridge.devserver.rest_server import database_token
+
+    return database_token(token, number)
 
 
 @contextlib.asynccontextmanager
@@ -37,6 +45,7 @@ async def start_embedded(
             redis_url=redis.url,
             token=token,
             readonly_token=secrets.token_urlsafe(24),
+            databases=EMBEDDED_DATABASES,
         )
         info = await nursery.start(run_devserver, dev_config)
         log.info(

@@ -55,6 +55,15 @@ async def upstream_for(
         yield url, token
 
 
+def _embedded_tokens(config: BridgeConfig) -> Callable[[str, int], str] | None:
+    """The embedded devserver's token scheme for databases 1..15 (None when configured)."""
+    if not config.embedded:
+        return None
+    from bridge.server.embedded import embedded_database_token
+
+    return embedded_database_token
+
+
 async def run_bridge(
     config: BridgeConfig,
     *,
@@ -83,6 +92,7 @@ async def run_bridge(
             state = BridgeState(config, upstream, pubsub=hub)
             await nursery.start(probe_until_reachable, upstream, _adopt_probe(state))
             await nursery.start(state.dispatcher.run)
+            await nursery.start(state.databases.run, _embedded_tokens(config))
             await nursery.start(hub.run)
             await nursery.start(serve_admin, state, lifecycle, nursery.cancel_scope.cancel)
             metrics = None

@@ -33,6 +33,7 @@ from bridge.core.parser import ParserLimits
 from bridge.server.blocking_hub import BlockingHub
 from bridge.server.breaker import CircuitBreaker
 from bridge.server.counters import Stats
+from bridge.server.databases import Databases
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
 from bridge.server.pubsub import Subscriber
 from bridge.upstream.rest import RestClient
@@ -46,7 +47,7 @@ LIVE_SETTINGS = frozenset({
     "token", "requirepass", "max_clients", "max_batch_commands", "max_batch_bytes",
     "max_request_bytes", "max_query_buffer_bytes", "max_bulk_bytes", "max_args",
     "max_inline_bytes", "max_pending_replies", "idle_timeout_s", "log_level",
-    "shutdown_timeout_s", "read_only", "max_output_buffer_bytes",
+    "shutdown_timeout_s", "read_only", "max_output_buffer_bytes", "databases",
 })  # fmt: skip
 
 
@@ -161,6 +162,8 @@ class BridgeState:
             max_interval_s=config.blocking_poll_max_ms / 1000,
         )
         self.pubsub: PubSubHubLike = pubsub if pubsub is not None else UnavailableHub()
+        #: Database numbers other than 0 (their own upstreams and queues; run by the runner).
+        self.databases = Databases(config, self.stats, upstream)
         self.connections: dict[int, ClientConnection] = {}
         self._ids = itertools.count(1)
 
@@ -175,6 +178,12 @@ class BridgeState:
             return False
         conn.kill()
         return True
+
+    def database_problem(self, index: int) -> str | None:
+        return self.databases.problem(index)
+
+    def databases_share_server(self) -> bool:
+        return self.databases.shared
 
     def bridge_info(self) -> str:
         s = self.stats
@@ -220,22 +229,32 @@ class BridgeState:
 
     # -- replies -----------------------------------------------------------------------------
 
-    def on_reply(self, spec: CommandSpec | None, args: list[bytes], frame: bytes) -> None:
+    def on_reply(
+        self,
+        spec: CommandSpec | None,
+        args: list[bytes],
+        frame: bytes,
+        blocking: BlockingHub | None = None,
+    ) -> None:
         """An upstream reply to one command: NOPERM teaches read-only mode; a write wakes the
-        blocked clients waiting on its keys. Callers skip it for a success with no waiter."""
+        blocked clients waiting on its keys (in `blocking`, the hub of the database it ran
+        on; default database 0's). Callers skip it for a success with no waiter."""
         if frame[:1] == b"-":
             if frame.startswith(b"-NOPERM"):
                 self.noticed_noperm_write(spec)
         else:
-            self.blocking.notify_write(spec, args)
+            (blocking or self.blocking).notify_write(spec, args)
 
-    def on_exec_reply(self, action: Transaction, frame: bytes) -> None:
+    def on_exec_reply(
+        self, action: Transaction, frame: bytes, blocking: BlockingHub | None = None
+    ) -> None:
         """EXEC's reply: when the transaction ran (an array, not the null of a changed watched
-        key), its writes wake blocked clients."""
-        if frame[:1] == b"*" and frame[:3] != b"*-1" and self.blocking.has_waiters():
+        key), its writes wake blocked clients (of `blocking`, as in `on_reply`)."""
+        hub = blocking or self.blocking
+        if frame[:1] == b"*" and frame[:3] != b"*-1" and hub.has_waiters():
             for q in action.commands:
                 if q.local is None:
-                    self.blocking.notify_write(q.spec, q.args)
+                    hub.notify_write(q.spec, q.args)
 
     def noticed_noperm_write(self, spec: CommandSpec | None) -> None:
         """The upstream refused a write with NOPERM: the token is read-only. From now on
@@ -279,9 +298,8 @@ class BridgeState:
         ]
         applied = [n for n in changed if n not in deferred]
         effective = dataclasses.replace(new, **{n: getattr(old, n) for n in deferred})
-        for f in dataclasses.fields(BridgeConfig):
-            if f.metadata.get("secret"):
-                logs.add_secret(getattr(effective, f.name))
+        for secret in effective.secret_values():
+            logs.add_secret(secret)
         self.config = effective
         self.requirepass = effective.requirepass
         self.parser_limits = parser_limits_of(effective)
@@ -293,6 +311,9 @@ class BridgeState:
             self.read_only = effective.read_only
         if "log_level" in applied:
             logs.set_level(effective.log_level)
+        renumbered = self.databases.reconfigure(effective)
+        if renumbered:
+            log.info("databases %s: new tables from the configuration", renumbered)
         if applied:
             log.info(
                 "reloaded configuration: %s",
@@ -330,16 +351,14 @@ class BridgeState:
     def secrets(self) -> list[str]:
         """Every credential the bridge holds: the config's secret settings and the token in
         use (which DB USE may have changed)."""
-        config = self.config
-        values = [
-            getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get("secret")
-        ]
+        values: list[str] = self.config.secret_values()
         values.append(self.upstream.token)
+        values += self.databases.tokens()
         return [v for v in values if isinstance(v, str)]
 
 
 def _describe(name: str, old: BridgeConfig, new: BridgeConfig) -> str:
     field = BridgeConfig.__dataclass_fields__[name]
-    if field.metadata.get("secret"):
+    if field.metadata.get("secret") or field.metadata.get("table"):
         return f"{name} (changed)"
     return f"{name} {getattr(old, name)!r} -> {getattr(new, name)!r}"

@@ -28,6 +28,12 @@ class Context:
     def kill_client(self, client_id: int) -> bool:
         return False
 
+    def database_problem(self, index: int) -> str | None:
+        return None if index == 0 else f"ERR DB index {index} is not configured"
+
+    def databases_share_server(self) -> bool:
+        return False
+
 
 def make(requirepass: str | None = None) -> Session:
     ctx = Context(requirepass)
@@ -55,7 +61,7 @@ def test_ping_echo_select() -> None:
     assert reply(s, b"ping", b"hi") == b"$2\r\nhi\r\n"
     assert reply(s, b"ECHO", b"x") == b"$1\r\nx\r\n"
     assert reply(s, b"SELECT", b"0") == b"+OK\r\n"
-    assert reply(s, b"SELECT", b"3").startswith(b"-ERR SELECT 3 is not supported")
+    assert reply(s, b"SELECT", b"3") == b"-ERR DB index 3 is not configured\r\n"
     assert reply(s, b"GET").startswith(b"-ERR wrong number of arguments for 'get'")
 
 

@@ -43,14 +43,16 @@ def test_handshake_commands(r: redis.Redis) -> None:
     assert r.execute_command("CLIENT NO-EVICT", "on") in (True, b"OK")
 
 
-def test_select_other_db_is_refused(r: redis.Redis) -> None:
-    with pytest.raises(redis.ResponseError, match="only database 0"):
+def test_select_of_an_unconfigured_db_names_the_setting(r: redis.Redis) -> None:
+    with pytest.raises(
+        redis.ResponseError, match=r"DB index 1 is not configured: add a \[databases\.1\]"
+    ):
         r.execute_command("SELECT", 1)
 
 
-def test_redis_py_with_db_1_fails_clearly(bridge) -> None:
+def test_redis_py_with_an_unconfigured_db_fails_clearly(bridge) -> None:
     client = bridge.client(db=1)
-    with pytest.raises(redis.RedisError, match="only database 0"):
+    with pytest.raises(redis.ResponseError, match=r"add a \[databases\.1\] table"):
         client.ping()
 
 

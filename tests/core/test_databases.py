@@ -1,0 +1,101 @@
+"""Database numbers in the session, without I/O: SELECT, RESET, CLIENT LIST db=, and MOVE /
+SWAPDB / COPY ... DB forwarded only where one Redis server holds both numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bridge.core.actions import Forward, Reply
+from bridge.core.session import Session
+
+
+class Context:
+    """A server with databases 0..count-1; `shared`: all on one Redis server (embedded)."""
+
+    def __init__(self, count: int, shared: bool) -> None:
+        self.count = count
+        self.shared = shared
+        self.requirepass = None
+        self.server_version = "7.2.4"
+        self.read_only = False
+        self.all: list[Session] = []
+
+    def sessions(self) -> Iterable[Session]:
+        return self.all
+
+    def bridge_info(self) -> str:
+        return ""
+
+    def kill_client(self, client_id: int) -> bool:
+        return False
+
+    def database_problem(self, index: int) -> str | None:
+        if 0 <= index < self.count:
+            return None
+        return f"ERR DB index {index} is not configured: add a [databases.{index}] table"
+
+    def databases_share_server(self) -> bool:
+        return self.shared
+
+
+def make(count: int = 3, shared: bool = False) -> Session:
+    ctx = Context(count, shared)
+    session = Session(1, ctx, "127.0.0.1:5000", "127.0.0.1:6379")
+    ctx.all.append(session)
+    return session
+
+
+def reply(session: Session, *args: bytes) -> bytes:
+    action = session.handle(list(args))
+    assert isinstance(action, Reply), action
+    return action.data
+
+
+def test_select_changes_the_database_and_reset_goes_back_to_0() -> None:
+    s = make()
+    assert reply(s, b"SELECT", b"2") == b"+OK\r\n" and s.db == 2
+    assert b" db=2 " in reply(s, b"CLIENT", b"INFO")
+    assert b" db=2 " in reply(s, b"CLIENT", b"LIST")
+    assert reply(s, b"SELECT", b"x") == b"-ERR value is not an integer or out of range\r\n"
+    assert reply(s, b"SELECT", b"7").startswith(b"-ERR DB index 7 is not configured")
+    assert s.db == 2  # a refused SELECT leaves the database as it was
+    assert reply(s, b"RESET") == b"+RESET\r\n" and s.db == 0
+
+
+def test_select_inside_multi_or_with_watches_is_refused_with_the_reason() -> None:
+    s = make()
+    assert reply(s, b"MULTI") == b"+OK\r\n"
+    s.handle([b"SELECT", b"1"])
+    assert s.db == 0 and s.multi_dirty  # EXEC will abort: nothing runs on either database
+    assert reply(s, b"EXEC").startswith(b"-EXECABORT")
+    s.handle([b"WATCH", b"k"])
+    assert reply(s, b"SELECT", b"1").startswith(b"-ERR SELECT with WATCHed keys")
+    assert reply(s, b"SELECT", b"0") == b"+OK\r\n"  # the same database is fine
+    assert reply(s, b"UNWATCH") == b"+OK\r\n"
+    assert reply(s, b"SELECT", b"1") == b"+OK\r\n"
+
+
+def test_move_swapdb_copy_refused_across_separate_rest_databases() -> None:
+    s = make(shared=False)
+    assert reply(s, b"MOVE", b"k", b"1").startswith(b"-ERR MOVE across databases is not supp")
+    assert reply(s, b"MOVE", b"k", b"0") == b"-ERR source and destination objects are the same\r\n"
+    assert reply(s, b"MOVE", b"k", b"9").startswith(b"-ERR DB index 9 is not configured")
+    assert reply(s, b"SWAPDB", b"0", b"1").startswith(b"-ERR SWAPDB across databases")
+    assert reply(s, b"SWAPDB", b"0", b"0") == b"+OK\r\n"
+    assert reply(s, b"SWAPDB", b"a", b"0") == b"-ERR invalid first DB index\r\n"
+    assert reply(s, b"COPY", b"a", b"b", b"DB", b"1").startswith(b"-ERR COPY ... DB across")
+    same = s.handle([b"COPY", b"a", b"b", b"DB", b"0", b"REPLACE"])
+    assert isinstance(same, Forward)
+
+
+def test_move_swapdb_copy_forwarded_when_one_server_holds_every_number() -> None:
+    s = make(shared=True)
+    assert reply(s, b"SELECT", b"1") == b"+OK\r\n"
+    for args in (
+        [b"MOVE", b"k", b"2"],
+        [b"SWAPDB", b"0", b"2"],
+        [b"COPY", b"a", b"b", b"DB", b"2"],
+    ):
+        action = s.handle(args)
+        assert isinstance(action, Forward) and action.args == args, args
+    assert reply(s, b"MOVE", b"k", b"5").startswith(b"-ERR DB index 5 is not configured")
