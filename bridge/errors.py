@@ -96,6 +96,19 @@ def wrong_arity(name: str) -> str:
     return f"ERR wrong number of arguments for '{name}' command"
 
 
+def unknown_command(args: list[bytes]) -> str:
+    """Redis 7.0's text for a command name it does not know (CR/LF become spaces)."""
+    name = args[0][:128].decode("utf-8", "replace")
+    quoted = ""
+    for arg in args[1:]:
+        if len(quoted) >= 128:
+            break
+        text = arg.decode("utf-8", "replace")[: 128 - len(quoted)]
+        quoted += f"'{text}' "
+    text = f"ERR unknown command '{name}', with args beginning with: {quoted}"
+    return text.replace("\r", " ").replace("\n", " ")
+
+
 def unknown_subcommand(sub: bytes, container: str) -> str:
     text = sub.decode("utf-8", "replace")
     return f"ERR unknown subcommand '{text}'. Try {container.upper()} HELP."

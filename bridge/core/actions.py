@@ -53,24 +53,35 @@ class Forward:
 
 
 class QueuedCommand:
-    """A command queued between MULTI and EXEC; `local` is its reply when answered here."""
+    """A command queued between MULTI and EXEC; `local` is its reply when answered here.
+    `post(frame, protocol)`, when set, turns the upstream's RESP2 reply to `args` into the
+    client's reply bytes (a blocking command queued as its non-blocking form)."""
 
-    __slots__ = ("args", "local", "spec")
+    __slots__ = ("args", "local", "post", "spec")
 
-    def __init__(self, args: list[bytes], spec: CommandSpec | None, local: bytes | None) -> None:
+    def __init__(
+        self,
+        args: list[bytes],
+        spec: CommandSpec | None,
+        local: bytes | None,
+        post: Callable[[bytes, int], bytes] | None = None,
+    ) -> None:
         self.args = args
         self.spec = spec
         self.local = local
+        self.post = post
 
 
 class WatchGroup:
-    """The keys of one WATCH and, once its reply arrived, their fingerprints."""
+    """The keys of one WATCH and, once its reply arrived, their fingerprints. `dirty`: a
+    write to one of them was seen since the WATCH (EXEC then answers null at once)."""
 
-    __slots__ = ("fingerprints", "keys")
+    __slots__ = ("__weakref__", "dirty", "fingerprints", "keys")
 
     def __init__(self, keys: list[bytes]) -> None:
         self.keys = keys
         self.fingerprints: list[bytes] | None = None
+        self.dirty = False
 
     def record(self, frame: bytes) -> bytes:
         """WATCH's `post`: keep the fingerprints, answer +OK (or pass an error through)."""

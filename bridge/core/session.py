@@ -29,6 +29,7 @@ from bridge.core.actions import (
 from bridge.core.blocking_plans import (
     BlockingSyntaxError,
     plan_blocking,
+    poll_result,
     watch_command,
 )
 from bridge.core.client_state import ClientState, ServerContext
@@ -203,7 +204,15 @@ class Session(ClientState):
     def _queue(self, args: list[bytes], spec: CommandSpec | None) -> Reply:
         """Queue a command inside MULTI, or flag the transaction like Redis' queue-time errors."""
         assert self.multi is not None
+        if spec is None and b"." not in args[0]:
+            # Redis rejects an unknown command at queue time; names with a dot are module
+            # commands (Upstash's JSON.*) that the upstream may know: they are queued.
+            self.multi_dirty = True
+            return self._error(errors.unknown_command(args))
         if spec is not None:
+            if spec.subcommands and len(args) > 1:  # a container: the subcommand is unknown
+                self.multi_dirty = True
+                return self._error(errors.unknown_subcommand(args[1], spec.name))
             if not commands.check_arity(spec, len(args)):
                 self.multi_dirty = True
                 return self._error(errors.wrong_arity(_display_name(spec)))
@@ -216,6 +225,11 @@ class Session(ClientState):
                 return self._error(errors.READ_ONLY)
             if spec.route is Route.TRANSACTION:  # UNWATCH: queued like Redis, a no-op here
                 self.multi.append(QueuedCommand(args, spec, OK))
+                return Reply(QUEUED)
+            if spec.route is Route.BLOCKING or (
+                spec.name in ("xread", "xreadgroup") and _has_block(args)
+            ):
+                self.multi.append(_queued_without_blocking(args, spec))
                 return Reply(QUEUED)
             if spec.route is Route.LOCAL:
                 result = local.run(self, args, spec)
@@ -271,7 +285,10 @@ class Session(ClientState):
             end = frame_end(frame, pos)
             item = frame[pos:end]
             pos = end
-            parts.append(item if proto == 2 else encode_resp3_frame(q.spec, q.args, item))
+            if q.post is not None:
+                parts.append(q.post(item, proto))
+            else:
+                parts.append(item if proto == 2 else encode_resp3_frame(q.spec, q.args, item))
         return b"*%d\r\n" % len(parts) + b"".join(parts)
 
     def confirm(self, kind: str, name: bytes, reply: bytes, error: str) -> bytes:
@@ -310,6 +327,26 @@ _SUBSCRIBED_OK = frozenset(
 
 # Commands never queued by MULTI: they act on the transaction or the connection itself.
 _NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})
+
+
+def _queued_without_blocking(args: list[bytes], spec: CommandSpec) -> QueuedCommand:
+    """A blocking command inside MULTI runs without blocking, as in Redis: its non-blocking
+    form is queued and its reply reshaped (nil when nothing was there). Bad arguments are
+    EXEC's error for that command, as Redis reports them at EXEC too."""
+    try:
+        plan = plan_blocking(args)
+    except BlockingSyntaxError as exc:
+        return QueuedCommand(args, spec, encode_error(str(exc)))
+    poll = list(plan.poll)
+    empty = b"$-1\r\n" if plan.kind == "move" else b"*-1\r\n"
+
+    def post(frame: bytes, protocol: int) -> bytes:
+        reply = poll_result(plan, frame)
+        if reply is None:
+            reply = empty
+        return reply if protocol == 2 else encode_resp3_frame(spec, args, reply)
+
+    return QueuedCommand(poll, commands.resolve(poll), None, post)
 
 
 def _display_name(spec: CommandSpec) -> str:

@@ -107,7 +107,11 @@ def test_multi_queue_and_execabort() -> None:
     assert isinstance(action, Transaction)
     assert [q.local for q in action.commands] == [None, b"+PONG\r\n"]
     assert reply(s, b"MULTI") == b"+OK\r\n"
-    assert reply(s, b"NOSUCH", b"x") == b"+QUEUED\r\n"  # unknown to us: the upstream decides
+    # Redis' queue-time error for an unknown command; a module command (a dot) is queued.
+    assert reply(s, b"NOSUCH", b"x") == (
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"
+    )
+    assert reply(s, b"JSON.GET", b"k") == b"+QUEUED\r\n"
     assert reply(s, b"GET").startswith(b"-ERR wrong number")
     assert reply(s, b"EXEC").startswith(b"-EXECABORT")
     assert reply(s, b"EXEC") == b"-ERR EXEC without MULTI\r\n"
