@@ -240,13 +240,14 @@ def admin(
 
     \b
     Commands (HELP prints them with their arguments):
-      STATS, CLIENTS, KILL <id>, UPSTREAM [PROBE], PAUSE [wait_s], RESUME,
+      STATS, COST, CLIENTS, KILL <id>, UPSTREAM [PROBE], PAUSE [wait_s], RESUME,
       RELOAD, SHUTDOWN [GRACEFUL|NOW], METRICS, CONFIG [name ...],
       DB ..., TEAM ... (database management; DB HELP)
 
     \b
     Examples:
       resp-bridge admin stats
+      resp-bridge admin cost
       resp-bridge admin --json clients
       resp-bridge admin kill 12
     """

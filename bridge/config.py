@@ -130,6 +130,37 @@ class BridgeConfig:
         "Longest interval between polls of a blocking command: an idle waiter costs about "
         "60000 / this upstream commands per minute.",
     )
+    keyspace_events: str = _opt(
+        "auto",
+        "Wake blocked clients and dirty WATCHes from the upstream's keyspace notifications: "
+        "auto (when its notify-keyspace-events already has the needed classes), on (also sets "
+        "them at start: a database-wide setting) or off (poll only).",
+    )
+    blocking_fallback_poll_s: float = _opt(
+        30.0,
+        "With keyspace events, a blocked client still polls this often (covers lost events).",
+    )
+    keyspace_max_streams: int = _opt(
+        64,
+        "Most keyspace streams (one per key a blocked client or WATCH waits on); beyond, "
+        "blocked clients poll.",
+    )
+    price_per_100k_commands: float = _opt(
+        0.20,
+        "Price of 100,000 upstream commands in the admin COST estimate (Upstash "
+        "pay-as-you-go: 0.20 USD).",
+    )
+    command_budget_per_day: int = _opt(
+        0, "Upstream commands allowed per UTC day (0: no budget); warns at 80% and 100%."
+    )
+    command_budget_per_month: int = _opt(
+        0, "Upstream commands allowed per UTC calendar month (0: no budget)."
+    )
+    budget_enforce: bool = _opt(
+        False,
+        "Refuse commands past a budget (bridge polls and probes first, client commands last) "
+        "instead of only warning.",
+    )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     log_format: str = _opt(
         "auto",
@@ -271,6 +302,7 @@ _CHOICES = {
     "response_format": ("auto", "resp2", "json"),
     "log_level": ("debug", "info", "warning", "error"),
     "log_format": ("auto", "journal", "text"),
+    "keyspace_events": ("auto", "on", "off"),
 }
 
 
@@ -504,6 +536,15 @@ def config_problems(config: BridgeConfig) -> list[str]:
         add("shutdown_timeout_s: must be between 0 (close at once) and 3600 seconds")
     if not 0 < config.blocking_poll_min_ms <= config.blocking_poll_max_ms:
         add("blocking_poll_min_ms: must be positive and at most blocking_poll_max_ms")
+    if not 0 < config.blocking_fallback_poll_s <= 3600:
+        add("blocking_fallback_poll_s: must be between 0 and 3600 seconds (exclusive of 0)")
+    if config.keyspace_max_streams < 0:
+        add("keyspace_max_streams: must be 0 (no keyspace streams) or positive")
+    if not 0 <= config.price_per_100k_commands < math.inf:
+        add("price_per_100k_commands: must be a non-negative number")
+    for name in ("command_budget_per_day", "command_budget_per_month"):
+        if getattr(config, name) < 0:
+            add(f"{name}: must be 0 (no budget) or a positive number of commands")
     if config.breaker_failures < 1 or config.breaker_open_s <= 0:
         add("breaker_failures / breaker_open_s: must be positive")
     if config.max_output_buffer_bytes <= 0:

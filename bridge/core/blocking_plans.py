@@ -16,7 +16,8 @@ internal encoding without a logical change aborts (safe: the client retries).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from bridge.core.resp import encode_resp2, parse_frame
 
@@ -44,6 +45,8 @@ class BlockPlan:
     dollar_positions: tuple[int, ...] = ()
     #: XREADGROUP reading history (an ID other than `>`) never blocks.
     blocks: bool = True
+    #: kind "watch": the WatchGroup (bridge.core.actions) whose fingerprints `poll` reads.
+    group: Any = field(default=None, compare=False)
 
     def with_resolved_ids(self, ids: Sequence[bytes]) -> BlockPlan:
         poll = list(self.poll)
@@ -222,6 +225,32 @@ def watch_command(keys: Sequence[bytes]) -> tuple[bytes, ...]:
     """EVAL returning the fingerprint of each key."""
     script = FINGERPRINT_LUA + b"local r = {} for i, k in ipairs(KEYS) do r[i] = fp(k) end return r"
     return (b"EVAL", script, str(len(keys)).encode(), *keys)
+
+
+def watch_plan(group: Any) -> BlockPlan:
+    """WATCH as the server layer runs it: register the group (so writes mark it dirty) and,
+    with keyspace events, wait for its keys' streams to be live, then read the fingerprints.
+    `group` is the session's WatchGroup; its `record` turns the reply into WATCH's."""
+    keys = tuple(group.keys)
+    return BlockPlan("watch", None, keys, watch_command(keys), "watch", blocks=False, group=group)
+
+
+#: Replies of a write that changed nothing (Redis does not signal the key: a WATCH stays
+#: clean), for the commands whose reply tells: `:0` of these ...
+_NOOP_ON_ZERO = frozenset({
+    "del", "unlink", "sadd", "srem", "smove", "zrem", "hdel", "lrem", "setnx", "hsetnx",
+    "msetnx", "expire", "pexpire", "expireat", "pexpireat", "persist", "lpushx", "rpushx",
+    "zremrangebyscore", "zremrangebyrank", "zremrangebylex", "hpersist",
+})  # fmt: skip
+#: ... and a null (or empty) reply of any write: a pop of nothing, SET NX/XX not done.
+_NULL_FRAMES = frozenset({b"$-1\r\n", b"*-1\r\n", b"_\r\n", b"*0\r\n"})
+
+
+def write_changed_nothing(name: str, frame: bytes) -> bool:
+    """True when the reply of write `name` shows it touched no key (no WATCH is broken)."""
+    if frame in _NULL_FRAMES:
+        return name not in ("set", "getset", "getex", "restore", "rename")
+    return frame == b":0\r\n" and name in _NOOP_ON_ZERO
 
 
 _EXEC_LUA = FINGERPRINT_LUA + (

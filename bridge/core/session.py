@@ -30,7 +30,7 @@ from bridge.core.blocking_plans import (
     BlockingSyntaxError,
     plan_blocking,
     poll_result,
-    watch_command,
+    watch_plan,
 )
 from bridge.core.client_state import ClientState, ServerContext
 from bridge.core.commands import CommandSpec, Route
@@ -38,6 +38,8 @@ from bridge.core.resp import OK, encode_error, frame_end
 from bridge.core.resp3 import encode_resp3_frame
 
 QUEUED = b"+QUEUED\r\n"
+#: EXEC's reply when a watched key changed, by protocol (RESP3 clients expect a null).
+NULL_EXEC = {2: b"*-1\r\n", 3: b"_\r\n"}
 
 __all__ = [
     "Action", "Block", "ClientState", "Forward", "PubSub", "QueuedCommand", "Reply",
@@ -146,6 +148,8 @@ class Session(ClientState):
             self.watches = []  # EXEC always unwatches, like Redis
             if dirty:
                 return self._error(errors.EXECABORT)
+            if any(g.dirty for g in watches):  # a write to a watched key was seen
+                return Reply(NULL_EXEC[self.protocol])
             if not queued and not watches:
                 return Reply(b"*0\r\n")
             return Transaction(queued, watches)
@@ -163,7 +167,11 @@ class Session(ClientState):
             return self._error(errors.WATCH_IN_MULTI)
         group = WatchGroup(args[1:])
         self.watches.append(group)
-        return Forward(list(watch_command(group.keys)), None, post=group.record)
+        # The server layer registers the group (writes mark it dirty) before reading its
+        # fingerprints; with keyspace events it waits for the keys' streams first.
+        spec = commands.resolve(args)
+        assert spec is not None
+        return Block(args, spec, watch_plan(group))
 
     def _pubsub(self, name: bytes, args: list[bytes]) -> Action:
         """(P)(UN)SUBSCRIBE and MONITOR with Redis' replies and per-client counts."""
@@ -257,6 +265,9 @@ class Session(ClientState):
         if type(action) is Transaction:
             return b"" if action.silent else self._merge_exec(action, frame)
         assert type(action) is Block
+        group = action.plan.group
+        if group is not None:  # WATCH
+            frame = group.record(frame)
         if action.silent:
             return b""
         if action.protocol == 2:
@@ -273,7 +284,9 @@ class Session(ClientState):
 
     def _merge_exec(self, action: Transaction, frame: bytes) -> bytes:
         """Rebuild the EXEC reply: upstream results interleaved with locally answered ones."""
-        if frame[:1] != b"*" or frame.startswith(b"*-1"):
+        if frame.startswith(b"*-1"):  # a watched key changed: the protocol's null
+            return NULL_EXEC[action.protocol]
+        if frame[:1] != b"*":
             return frame
         pos = frame.index(b"\r\n") + 2
         proto = action.protocol

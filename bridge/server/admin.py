@@ -41,6 +41,7 @@ from bridge.server.admin_replies import (
     AdminError,
     client_row,
     config_reply,
+    cost_reply,
     encode_value,
     prometheus_text,
     scrub_value,
@@ -52,6 +53,7 @@ from bridge.server.admin_socket import (
     peer_uid,
     resolve_admin_socket,
 )
+from bridge.server.cost import PROBE
 from bridge.server.lifecycle import Lifecycle
 from bridge.server.state import BridgeState
 from bridge.upstream import management_ops
@@ -169,6 +171,11 @@ class AdminServer:
                 "STATS", "STATS",
                 "counters: clients, commands, batches, HTTP requests, errors, latency, bytes",
                 self._stats,
+            ),
+            AdminCommand(
+                "COST", "COST",
+                "upstream commands by cause, their price, the rate per day and month, budgets",
+                self._cost,
             ),
             AdminCommand(
                 "CLIENTS", "CLIENTS",
@@ -386,6 +393,9 @@ class AdminServer:
     async def _stats(self, words: list[str], peer: _Peer) -> Any:
         return stats_reply(self.state)
 
+    async def _cost(self, words: list[str], peer: _Peer) -> Any:
+        return cost_reply(self.state)
+
     async def _clients(self, words: list[str], peer: _Peer) -> Any:
         paused = self.state.dispatcher.paused
         return [client_row(c, paused) for c in list(self.state.connections.values())]
@@ -448,6 +458,8 @@ class AdminServer:
         else:
             ok = result.reachable
             detail = result.detail
+            if ok:
+                self.state.stats.cost.add(PROBE, 2)  # PING + INFO server
             self.state.note_server_version(result.server_version)
         self._last_probe = {
             "ok": ok,

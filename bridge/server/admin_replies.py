@@ -15,6 +15,7 @@ from bridge import __version__
 from bridge.core import resp
 from bridge.core.resp import ErrorReply, Status
 from bridge.redaction import redact_url
+from bridge.server.cost import SOURCES
 from bridge.server.counters import LATENCY_BUCKETS_MS
 from bridge.server.state import BridgeState, ClientConnection
 from bridge.upstream import management_ops
@@ -99,7 +100,44 @@ def stats_reply(state: BridgeState) -> dict[str, Any]:
         "bytes_out": s.bytes_out,
         "uptime_s": round(s.uptime_s, 1),
         "databases": databases_reply(state),
+        "upstream_commands": s.cost.total,
+        "upstream_commands_by_source": {src: s.cost.by_source.get(src, 0) for src in SOURCES},
+        "blocking": blocking_reply(state),
     }
+
+
+def blocking_reply(state: BridgeState) -> dict[str, Any]:
+    """Blocked clients, their polls and wake-ups, WATCH and the keyspace streams."""
+    hub, keyspace = state.blocking, state.keyspace
+    return {
+        "waiting": hub.waiting,
+        "polls": hub.polls,
+        "polls_skipped": hub.polls_skipped,
+        "wakeups_local": hub.wakeups,
+        "wakeups_keyspace": hub.event_wakeups,
+        "watch_dirtied_locally": hub.watches.dirtied_locally,
+        "watch_dirtied_by_events": hub.watches.dirtied_by_events,
+        "keyspace_events": keyspace.mode,
+        "keyspace_flags": keyspace.flags_text,
+        "keyspace_streams": keyspace.streams,
+        "keyspace_streams_live": keyspace.live_streams,
+        "keyspace_streams_refused": keyspace.refused,
+        "keyspace_events_received": keyspace.events,
+    }
+
+
+def cost_reply(state: BridgeState) -> dict[str, Any]:
+    """Admin COST: what the upstream bills, by cause, with the estimate and budgets."""
+    report = state.stats.cost.report()
+    config = state.config
+    report["settings"] = {
+        "blocking": f"blocking_poll_max_ms = {config.blocking_poll_max_ms:g} (without events), "
+        f"blocking_fallback_poll_s = {config.blocking_fallback_poll_s:g} (with events)",
+        "keyspace": f"keyspace_events = {config.keyspace_events} (flags "
+        f"{state.keyspace.flags_text!r}), keyspace_max_streams = {config.keyspace_max_streams}",
+        "probe": f"metrics_ready_upstream_s = {config.metrics_ready_upstream_s:g}",
+    }
+    return report
 
 
 def databases_reply(state: BridgeState) -> dict[str, Any]:
@@ -203,6 +241,25 @@ def prometheus_text(state: BridgeState) -> str:
     family(
         "resp_bridge_http_requests_total", "counter", "HTTP requests to the upstream.",
         [("", s.http_requests)],
+    )  # fmt: skip
+    cost = s.cost
+    family(
+        "resp_bridge_upstream_commands_total", "counter",
+        "Commands the upstream bills, by what caused them.",
+        [(f'{{source="{src}"}}', cost.by_source.get(src, 0)) for src in SOURCES],
+    )  # fmt: skip
+    family(
+        "resp_bridge_budget_refused_total", "counter",
+        "Commands refused by an enforced command budget, by source.",
+        [(f'{{source="{src}"}}', n) for src, n in sorted(cost.refused.items())],
+    )  # fmt: skip
+    family(
+        "resp_bridge_keyspace_streams", "gauge", "Keyspace notification streams held.",
+        [("", state.keyspace.streams)],
+    )  # fmt: skip
+    family(
+        "resp_bridge_blocking_polls_total", "counter", "Polls of emulated blocking commands.",
+        [("", state.blocking.polls)],
     )  # fmt: skip
     family(
         "resp_bridge_upstream_retries_total", "counter", "Read-only requests retried.",

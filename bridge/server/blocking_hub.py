@@ -1,13 +1,19 @@
-"""Blocking commands emulated by polling, with local wake-ups (BLPOP, BLMOVE, XREAD BLOCK, ...).
+"""Blocking commands emulated by polling, woken by writes (BLPOP, BLMOVE, XREAD BLOCK, ...),
+and WATCH, which depends on the same knowledge of who writes which key.
 
-A waiter polls the non-blocking equivalent of its command (see `bridge.core.blocking_plans`) through
-the dispatcher, in its client's order, with an interval that doubles from
-`blocking_poll_min_ms` to `blocking_poll_max_ms`. When any client of this bridge writes to a
-key a waiter watches (LPUSH, ZADD, XADD, ...), the waiter polls at once; woken waiters poll in
-arrival order, so on one key they are served first come, first served. A client repeating the
-same blocking command after a timeout (Celery's `BRPOP ... 1` every second) resumes at the
-interval it had reached, so an idle worker costs about 60000 / blocking_poll_max_ms commands
-per minute, not one per poll_min.
+A waiter polls the non-blocking equivalent of its command (see `bridge.core.blocking_plans`)
+through the dispatcher, in its client's order. What wakes it at once:
+- a write to one of its keys by any client of this bridge (LPUSH, ZADD, XADD, a script);
+- with keyspace events (bridge.server.keyspace), a write from anywhere: its keys' streams are
+  live before its first poll, so no write can fall between them.
+Woken waiters poll in arrival order, so on one key they are served first come, first served.
+Without events the interval doubles from `blocking_poll_min_ms` to `blocking_poll_max_ms`;
+with them (every key's stream live) the waiter polls only every `blocking_fallback_poll_s`
+(lost events, reconnects). A client repeating the same blocking command (Celery's
+`BRPOP ... 1` every second) continues where the last one stopped: it never polls twice within
+one interval (no poll at the deadline and another as the next call starts), and while nothing
+was written to its keys since, an idle worker costs 60 / blocking_fallback_poll_s polls a
+minute with events, 60000 / blocking_poll_max_ms without.
 
 Nothing is lost: a poll in flight when its client goes away still completes, and whatever it
 popped is pushed back (or, for moves, stays in the destination list).
@@ -19,7 +25,7 @@ import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -31,55 +37,112 @@ from bridge.core.blocking_plans import (
     last_id_script,
     poll_result,
     pushback,
+    write_changed_nothing,
 )
 from bridge.core.commands import CommandSpec
 from bridge.core.resp import parse_frame
+from bridge.server.cost import BLOCKING, WATCH
 from bridge.server.dispatcher import ClientQueue, Dispatcher
+from bridge.server.keyspace import CLASSES_FOR_KIND, Keyspace, KeyStream
+from bridge.server.watch_registry import WatchRegistry
 
 if TYPE_CHECKING:
     from bridge.server.counters import Stats
 
 log = logging.getLogger("bridge.blocking")
 
+#: Longest wait for a blocked client's keyspace streams before its first poll (then it polls
+#: without them). Within clients' usual socket timeouts.
+STREAMS_READY_TIMEOUT_S = 3.0
+#: Memos (the last blocking command of each client) kept before closed clients' are pruned.
+MEMO_PRUNE_AT = 1024
+
 
 class Waiter:
     """One blocked client command. At most one poll of it is in flight at a time."""
 
-    __slots__ = ("abandoned", "in_flight", "keys", "plan", "queue", "result", "seq", "wake")
+    __slots__ = (
+        "abandoned", "again", "covered_at_send", "in_flight", "keys", "plan", "queue", "result",
+        "sent_at", "seq", "streams", "wake",
+    )  # fmt: skip
 
     def __init__(self, seq: int, plan: BlockPlan, queue: ClientQueue) -> None:
         self.seq = seq
         self.plan = plan
         self.keys = plan.keys
         self.queue = queue
-        self.wake = trio.Event()  # set when a poll's reply arrived
+        self.wake = trio.Event()  # set when a poll's reply arrived or the timing changed
         self.in_flight = False
+        self.again = False  # woken while a poll was in flight: poll again after its reply
         self.result: bytes | None = None
         self.abandoned = False
+        self.streams: list[KeyStream] | None = None
+        self.sent_at = 0.0
+        self.covered_at_send = False
+
+    @property
+    def covered(self) -> bool:
+        """Every key's keyspace stream is live: writes from anywhere wake this waiter."""
+        return self.streams is not None and all(s.live for s in self.streams)
+
+
+class _Memo:
+    """Where a client's last blocking command stopped, for the same command repeated: its
+    last poll (sent at `sent_at`, found nothing) and the step to the next one."""
+
+    __slots__ = ("covered", "interval", "keys", "poll", "sent_at")
+
+    def __init__(self, plan: BlockPlan, sent_at: float, interval: float, covered: bool):
+        self.poll = plan.poll
+        self.keys = plan.keys
+        self.sent_at = sent_at
+        self.interval = interval
+        self.covered = covered
 
 
 class BlockingHub:
-    """Registry of waiters by key, wake-ups from local writes, the poll loop."""
+    """Waiters and WATCH groups by key, wake-ups from writes and events, the poll loop."""
 
     def __init__(
-        self, dispatcher: Dispatcher, stats: Stats, *, min_interval_s: float, max_interval_s: float
+        self,
+        dispatcher: Dispatcher,
+        stats: Stats,
+        *,
+        min_interval_s: float,
+        max_interval_s: float,
+        fallback_s: float = 30.0,
+        keyspace: Keyspace | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.stats = stats
         self.min_interval_s = min_interval_s
         self.max_interval_s = max_interval_s
+        self.fallback_s = fallback_s
+        self.keyspace = keyspace
+        self.watches = WatchRegistry(keyspace)
         self._by_key: dict[bytes, dict[int, Waiter]] = defaultdict(dict)
+        self._memos: dict[ClientQueue, _Memo] = {}
+        self._memos_by_key: dict[bytes, set[ClientQueue]] = {}
+        self._memo_prune_at = MEMO_PRUNE_AT
         self._seq = itertools.count()
         self.polls = 0
+        self.polls_skipped = 0
         self.wakeups = 0
+        self.event_wakeups = 0
         self.pushbacks = 0
+        if keyspace is not None:
+            keyspace.on_key_event = self._on_key_event
+            keyspace.on_key_state = self._on_key_state
 
     @property
     def waiting(self) -> int:
         return len({w.seq for ws in self._by_key.values() for w in ws.values()})
 
     def has_waiters(self) -> bool:
-        return bool(self._by_key)
+        """Someone waits on keys (a blocked client or a WATCH): replies to writes matter."""
+        return bool(self._by_key) or bool(self.watches.by_key)
+
+    # -- blocking commands ---------------------------------------------------------------
 
     async def wait(
         self, queue: ClientQueue, plan: BlockPlan, spec: CommandSpec, resume_s: float | None
@@ -89,38 +152,79 @@ class BlockingHub:
         Cancellation (client gone, shutdown) is safe at any point: a poll in flight still
         completes, and what it popped is pushed back.
         """
+        if plan.kind == "watch":
+            return await self._watch(queue, plan), self.min_interval_s
         if plan.dollar_positions:
             keys = [plan.poll[p] for p in _dollar_keys(plan)]
-            ids_frame = await self._run(queue, last_id_script(keys))
+            ids_frame = await self._run(queue, last_id_script(keys), BLOCKING)
             if ids_frame[:1] == b"-":
                 return ids_frame, self.min_interval_s
             ids = parse_frame(ids_frame)
             assert isinstance(ids, list)
             plan = plan.with_resolved_ids([i if isinstance(i, bytes) else b"0-0" for i in ids])
-        deadline = None if plan.timeout_s is None else time.monotonic() + plan.timeout_s
+        started = time.monotonic()
+        deadline = None if plan.timeout_s is None else started + plan.timeout_s
+        memo = self._take_memo(queue)
+        if memo is not None and memo.poll != plan.poll:
+            memo = None
         interval = resume_s or self.min_interval_s
+        if memo is not None:
+            interval = max(interval, memo.interval)
         waiter = Waiter(next(self._seq), plan, queue)
         for key in plan.keys:
             self._by_key[key][waiter.seq] = waiter
         try:
-            self._start_poll(waiter)
+            await self._subscribe(waiter, deadline)
+            now = time.monotonic()
+            due = now
+            step = interval
+            if memo is not None:
+                step = self.fallback_s if memo.covered and waiter.covered else memo.interval
+                if now - memo.sent_at < step:
+                    due = memo.sent_at + step  # polled moments ago, and nothing was written
+                    waiter.sent_at, waiter.covered_at_send = memo.sent_at, memo.covered
+                    self.polls_skipped += 1
+            if due <= now and not waiter.in_flight:
+                self._start_poll(waiter)
             while True:
-                await waiter.wake.wait()
+                until = due if not waiter.in_flight else float("inf")
+                if deadline is not None:
+                    until = min(until, deadline)
+                with trio.move_on_at(_trio_time(until)):
+                    await waiter.wake.wait()
                 waiter.wake = trio.Event()
-                frame = waiter.result
-                assert frame is not None
-                waiter.result = None
-                result = poll_result(plan, frame)
-                if result is not None or not plan.blocks:
-                    return (result if result is not None else TIMEOUT_FRAME), self.min_interval_s
                 now = time.monotonic()
+                frame = waiter.result
+                if frame is not None:
+                    waiter.result = None
+                    result = poll_result(plan, frame)
+                    if result is not None or not plan.blocks:
+                        return (
+                            result if result is not None else TIMEOUT_FRAME
+                        ), self.min_interval_s
+                    if waiter.again:  # woken while that poll was on its way: look again
+                        waiter.again = False
+                        self._start_poll(waiter)
+                        continue
+                    if waiter.covered_at_send and waiter.covered:
+                        step = self.fallback_s
+                    else:
+                        step = interval
+                        interval = min(interval * 2, self.max_interval_s)
+                    due = waiter.sent_at + step
+                elif waiter.again and not waiter.in_flight:
+                    waiter.again = False  # a stream changed state: its timing changed
+                    due = now
+                if waiter.in_flight:
+                    continue
                 if deadline is not None and now >= deadline:
+                    covered = waiter.covered_at_send and waiter.covered
+                    if not covered:
+                        step = min(step, self.max_interval_s)
+                    if waiter.sent_at:
+                        self._remember(queue, _Memo(plan, waiter.sent_at, step, covered))
                     return TIMEOUT_FRAME, interval
-                sleep = interval if deadline is None else min(interval, deadline - now)
-                with trio.move_on_after(sleep):
-                    await waiter.wake.wait()  # a local write may start a poll meanwhile
-                if not waiter.in_flight and waiter.result is None:
-                    interval = min(interval * 2, self.max_interval_s)
+                if now >= due:
                     self._start_poll(waiter)
         except BaseException:
             waiter.abandoned = True
@@ -134,30 +238,129 @@ class BlockingHub:
                     waiters.pop(waiter.seq, None)
                     if not waiters:
                         del self._by_key[key]
+            if waiter.streams is not None and self.keyspace is not None:
+                self.keyspace.release(waiter.streams)
 
-    def notify_write(self, spec: CommandSpec | None, args: list[bytes]) -> None:
-        """A write went through this bridge: its key's waiters poll now, oldest first.
+    async def _subscribe(self, waiter: Waiter, deadline: float | None) -> None:
+        """With usable keyspace events, hold the keys' streams and wait until they are live
+        (before the first poll); otherwise, or past the cap, the waiter polls."""
+        keyspace = self.keyspace
+        classes = CLASSES_FOR_KIND.get(waiter.plan.kind)
+        if keyspace is None or classes is None or not keyspace.usable(classes):
+            return
+        streams = keyspace.hold(waiter.keys)
+        if streams is None:
+            return
+        waiter.streams = streams
+        if all(s.live for s in streams):
+            return
+        limit = STREAMS_READY_TIMEOUT_S
+        if deadline is not None:
+            limit = min(limit, deadline - time.monotonic())
+        if not await keyspace.until_live(streams, limit):
+            log.debug("keyspace streams for %s not live in time: polling", waiter.plan.name)
+
+    def _remember(self, queue: ClientQueue, memo: _Memo) -> None:
+        self._take_memo(queue)
+        self._memos[queue] = memo
+        for key in memo.keys:
+            self._memos_by_key.setdefault(key, set()).add(queue)
+        if len(self._memos) >= self._memo_prune_at:
+            for q in [q for q in self._memos if q.closed]:
+                self._take_memo(q)
+            self._memo_prune_at = max(MEMO_PRUNE_AT, 2 * len(self._memos))
+
+    def _take_memo(self, queue: ClientQueue) -> _Memo | None:
+        memo = self._memos.pop(queue, None)
+        if memo is not None:
+            for key in memo.keys:
+                queues = self._memos_by_key.get(key)
+                if queues is not None:
+                    queues.discard(queue)
+                    if not queues:
+                        del self._memos_by_key[key]
+        return memo
+
+    def _forget_memos(self, keys: Iterable[bytes]) -> None:
+        """A write (or a stream's state change) on these keys: repeated commands poll again."""
+        for key in keys:
+            for queue in list(self._memos_by_key.get(key, ())):
+                self._take_memo(queue)
+
+    # -- wake-ups ------------------------------------------------------------------------
+
+    def notify_write(
+        self, spec: CommandSpec | None, args: list[bytes], frame: bytes | None = None
+    ) -> None:
+        """A write went through this bridge (its reply `frame`, when known): its keys'
+        waiters poll now, oldest first, and their WATCHes are dirty.
 
         The polls are submitted here, synchronously and in arrival order, so they ride in one
         /pipeline in that order and the oldest waiter gets the first element.
         """
-        if spec is None or not self._by_key:
+        if spec is None:
             return
-        if not spec.is_write() and spec.name not in _SCRIPTS_THAT_MAY_WRITE:
+        script = spec.name in _SCRIPTS_THAT_MAY_WRITE
+        if not script and not spec.is_write():
             return
+        if frame is not None and not script and write_changed_nothing(spec.name, frame):
+            return
+        keys = commands.get_keys(spec, args)
+        if self.watches.by_key:
+            self.watches.touched(keys)
+        if self._memos:
+            self._forget_memos(keys)
+        if self._by_key:
+            self._wake(keys, event=False)
+
+    def _on_key_event(self, key: bytes, event: bytes) -> None:
+        """A keyspace event: the key was written, by anyone. Its WATCHes are dirty; its
+        waiters poll unless the event only removed something (a pop, a DEL, an expiry: a
+        waiter had nothing to take before and has nothing now)."""
+        self.watches.touched((key,), event=True)
+        if event in REMOVAL_EVENTS:
+            return
+        self._forget_memos((key,))
+        self._wake([key], event=True)
+
+    def _on_key_state(self, key: bytes, up: bool) -> None:
+        """A key's stream broke (events may be missed: poll on the interval) or is live
+        again (events may have been missed: poll now)."""
+        self._forget_memos((key,))
+        for waiter in list(self._by_key.get(key, {}).values()):
+            if up:
+                self._kick(waiter)
+            else:
+                waiter.again = True
+                waiter.wake.set()
+
+    def _wake(self, keys: list[bytes], *, event: bool) -> None:
         woken: dict[int, Waiter] = {}
-        for key in commands.get_keys(spec, args):
+        for key in keys:
             for waiter in self._by_key.get(key, {}).values():
                 woken[waiter.seq] = waiter
         for seq in sorted(woken):
-            waiter = woken[seq]
-            if not waiter.in_flight and waiter.result is None:
+            if event:
+                self.event_wakeups += 1
+            else:
                 self.wakeups += 1
-                self._start_poll(waiter)
+            self._kick(woken[seq])
+
+    def _kick(self, waiter: Waiter) -> None:
+        """Poll now, or right after the poll on its way."""
+        if waiter.abandoned:
+            return
+        if waiter.in_flight or waiter.result is not None:
+            waiter.again = True
+        else:
+            self._start_poll(waiter)
 
     def _start_poll(self, waiter: Waiter) -> None:
         self.polls += 1
         waiter.in_flight = True
+        waiter.again = False
+        waiter.sent_at = time.monotonic()
+        waiter.covered_at_send = waiter.covered
         plan = waiter.plan
 
         def deliver(frame: bytes) -> None:
@@ -168,14 +371,28 @@ class BlockingHub:
             waiter.result = frame
             waiter.wake.set()
 
-        self._submit(waiter.queue, list(plan.poll), deliver)
+        self._submit(waiter.queue, list(plan.poll), deliver, BLOCKING)
+
+    # -- WATCH ---------------------------------------------------------------------------
+
+    async def _watch(self, queue: ClientQueue, plan: BlockPlan) -> bytes:
+        """Register the group (writes through the bridge mark it dirty from now on); with
+        keyspace events hold its keys' streams and wait until they are live, so that every
+        write after the fingerprints were read is seen; then read them."""
+        streams = self.watches.add(plan.group)
+        keyspace = self.keyspace
+        if streams is not None and keyspace is not None and not all(s.live for s in streams):
+            await keyspace.until_live(streams, STREAMS_READY_TIMEOUT_S)
+        return await self._run(queue, plan.poll, WATCH)
+
+    # -- upstream ------------------------------------------------------------------------
 
     def _submit(
-        self, queue: ClientQueue, args: list[bytes], deliver: Callable[[bytes], None]
+        self, queue: ClientQueue, args: list[bytes], deliver: Callable[[bytes], None], source: str
     ) -> None:
-        self.dispatcher.submit_command(queue, args, None, deliver)
+        self.dispatcher.submit_command(queue, args, None, deliver, source=source)
 
-    async def _run(self, queue: ClientQueue, args: tuple[bytes, ...]) -> bytes:
+    async def _run(self, queue: ClientQueue, args: tuple[bytes, ...], source: str) -> bytes:
         """Send one read-only command in the client's order and wait for its reply."""
         done = trio.Event()
         box: list[bytes] = []
@@ -184,7 +401,7 @@ class BlockingHub:
             box.append(frame)
             done.set()
 
-        self._submit(queue, list(args), deliver)
+        self._submit(queue, list(args), deliver, source)
         await done.wait()
         return box[0]
 
@@ -199,11 +416,26 @@ class BlockingHub:
             if result[:1] == b"-":
                 log.error("could not push back an element for %s: %s", plan.name, result[:200])
 
-        self._submit(ClientQueue(), list(command), deliver)
+        self._submit(ClientQueue(), list(command), deliver, BLOCKING)
 
 
 #: Scripts carry no `write` flag, but may write their declared keys (RQ-style job pushes).
 _SCRIPTS_THAT_MAY_WRITE = frozenset({"eval", "evalsha", "fcall"})
+#: Keyspace events that only take something away: they wake no waiter (our own polls' pops
+#: among them, which would otherwise wake every other waiter of a busy queue again).
+REMOVAL_EVENTS = frozenset({
+    b"lpop", b"rpop", b"lrem", b"ltrim", b"del", b"expired", b"evicted", b"expire",
+    b"persist", b"zpopmin", b"zpopmax", b"zrem", b"zremrangebyscore", b"zremrangebyrank",
+    b"zremrangebylex", b"xdel", b"xtrim", b"rename_from", b"move_from", b"srem", b"spop",
+    b"hdel", b"xgroup-createconsumer", b"xgroup-delconsumer", b"xautoclaim", b"xclaim",
+})  # fmt: skip
+
+
+def _trio_time(monotonic_deadline: float) -> float:
+    """trio's clock value at a `time.monotonic()` deadline."""
+    if monotonic_deadline == float("inf"):
+        return monotonic_deadline
+    return trio.current_time() + (monotonic_deadline - time.monotonic())
 
 
 def _dollar_keys(plan: BlockPlan) -> list[int]:

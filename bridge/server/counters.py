@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bridge.server.cost import CostMeter
+
 #: Upper bounds (ms) of the latency buckets: 0.25 ms … 30 s, roughly x1.5 apart.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     *tuple(round(0.25 * 1.5**i, 3) for i in range(29)),
@@ -62,6 +64,8 @@ class Stats:
     protocol_errors: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     upstream_latency: Histogram = field(default_factory=Histogram)
+    #: Upstream commands by what caused them, budgets (bridge.server.cost).
+    cost: CostMeter = field(default_factory=CostMeter)
 
     @property
     def uptime_s(self) -> float:

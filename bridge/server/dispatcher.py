@@ -30,6 +30,7 @@ from bridge.core.commands import CommandSpec
 from bridge.core.resp import encode_error
 from bridge.errors import UpstreamError, UpstreamUnavailable, upstream_error_reply
 from bridge.server.breaker import CircuitBreaker
+from bridge.server.cost import CLIENT, WATCH
 from bridge.server.counters import Stats
 from bridge.upstream.rest import RestClient
 
@@ -47,7 +48,9 @@ RETRY_BACKOFF_S = 0.05
 class Pending:
     """One unit of upstream work from one client, waiting for its reply frame."""
 
-    __slots__ = ("args", "deliver", "json", "kind", "prepare", "readonly", "size", "spec")
+    __slots__ = (
+        "args", "deliver", "json", "kind", "prepare", "readonly", "size", "source", "spec",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -69,6 +72,8 @@ class Pending:
         self.readonly = spec is not None and "readonly" in spec.flags and kind != MULTI
         #: Called just before sending, to fill in what is only known then (WATCH fingerprints).
         self.prepare: Callable[[], None] | None = None
+        #: What caused it, for the cost counters (bridge.server.cost).
+        self.source = CLIENT
 
 
 class ClientQueue:
@@ -121,12 +126,16 @@ class Dispatcher:
         spec: CommandSpec | None,
         deliver: Callable[[bytes], None],
         payload_bytes: int | None = None,
+        source: str = CLIENT,
     ) -> None:
         """One command, in `queue`'s order: shares a /pipeline when its arguments fit JSON,
-        else travels alone in path form (binary arguments). `deliver` gets its reply frame."""
+        else travels alone in path form (binary arguments). `deliver` gets its reply frame;
+        `source` is what caused it (bridge.server.cost)."""
         json = rest_codec.json_args(args)
         kind = PIPE if json is not None else SINGLE
-        self.submit(queue, Pending(kind, args, json, spec, deliver, payload_bytes))
+        pending = Pending(kind, args, json, spec, deliver, payload_bytes)
+        pending.source = source
+        self.submit(queue, pending)
 
     def submit_transaction(
         self, queue: ClientQueue, action: Transaction, deliver: Callable[[bytes], None]
@@ -147,6 +156,7 @@ class Dispatcher:
             deliver(exec_script_reply(frame))
 
         pending = Pending(SINGLE if binary else PIPE, [b"EVAL"], None, None, deliver_script)
+        pending.source = WATCH
 
         def prepare() -> None:
             # The fingerprints are read when the request is sent, after WATCH's reply arrived.
@@ -164,7 +174,14 @@ class Dispatcher:
         )
 
     def submit(self, queue: ClientQueue, item: Pending) -> None:
-        """Queue prepared work (`submit_command` and `submit_transaction` build it)."""
+        """Queue prepared work (`submit_command` and `submit_transaction` build it); with an
+        enforced budget (bridge.server.cost) work past it is answered with an error instead."""
+        cost = self.stats.cost
+        if cost.limited:
+            refusal = cost.refusal(item.source)
+            if refusal is not None:
+                item.deliver(encode_error(refusal))
+                return
         queue.items.append(item)
         if not queue.in_flight and not queue.scheduled:
             queue.scheduled = True
@@ -273,6 +290,17 @@ class Dispatcher:
                 queue.idle.set()
         self._wakeup.set()
 
+    def _count(self, items: list[Pending]) -> None:
+        """The commands of one request, by source (what the upstream bills)."""
+        cost = self.stats.cost
+        first = items[0]
+        if first.kind == MULTI:
+            cost.add(first.source, len(first.json or ()))
+        elif len(items) == 1:
+            cost.add(first.source)
+        else:
+            cost.add_sources([i.source for i in items])
+
     async def _call(self, items: list[Pending]) -> list[bytes]:
         for item in items:
             if item.prepare is not None:
@@ -309,7 +337,10 @@ class Dispatcher:
             else:
                 breaker.success()
                 self.stats.upstream_latency.observe((time.monotonic() - started) * 1000)
+                self._count(items)
                 return frames
+            if exc.executed:  # it may have reached the upstream: billed
+                self._count(items)
             if exc.kind != "auth":
                 breaker.failure()
             elapsed = time.monotonic() - started

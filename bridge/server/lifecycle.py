@@ -99,7 +99,9 @@ class Lifecycle:
         clients = f"{n} client{'' if n == 1 else 's'}"
         if self.stopping:
             return f"Stopping: draining {clients}"
-        return f"Ready: {clients}, upstream {self._health} ({state.upstream.display_url})"
+        text = f"Ready: {clients}, upstream {self._health} ({state.upstream.display_url})"
+        budget = state.stats.cost.status_note()  # a command budget at 80% or exhausted
+        return f"{text}; {budget}" if budget else text
 
     def announce_stopping(self) -> None:
         self.stopping = True

@@ -33,6 +33,7 @@ from bridge.config import BridgeConfig, parse_host_port
 from bridge.devserver.http_server import HttpServer, Request, RequestTooLarge, Response
 from bridge.server.admin_replies import prometheus_text
 from bridge.server.breaker import OPEN
+from bridge.server.cost import PROBE
 
 if TYPE_CHECKING:
     from bridge.server.lifecycle import Lifecycle
@@ -158,6 +159,7 @@ def metrics_sources(state: BridgeState, lifecycle: Lifecycle | None) -> MetricsS
 
     async def ping() -> None:
         [frame] = await state.upstream.pipeline([["PING"]])
+        state.stats.cost.add(PROBE)
         if frame.startswith(b"-"):  # PONG is a status (resp2) or a bulk string (JSON format)
             raise RuntimeError(bytes(frame[1:200]).decode("utf-8", "replace").strip())
 

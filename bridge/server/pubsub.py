@@ -51,6 +51,7 @@ from bridge.errors import (
     UpstreamTimeout,
     upstream_error_reply,
 )
+from bridge.server.cost import KEYSPACE, PUBSUB, CostMeter
 from bridge.upstream.rest import RestClient
 from bridge.upstream.sse_client import SseClient
 
@@ -145,6 +146,12 @@ class PubSubHub:
         self.messages = 0
         #: Pushes handed to client connections (a message times its subscribers).
         self.deliveries = 0
+        #: Counts each stream opened (one SUBSCRIBE/PSUBSCRIBE/MONITOR billed upstream).
+        self.cost = CostMeter()
+
+    def set_cost(self, cost: CostMeter) -> None:
+        """Count streams opened in the bridge's cost counters."""
+        self.cost = cost
 
     @classmethod
     def for_rest(cls, upstream: RestClient, config: BridgeConfig) -> PubSubHub:
@@ -279,6 +286,7 @@ class PubSubHub:
                 with trio.CancelScope() as attempt_scope:
                     stream.attempt = attempt_scope
                     try:
+                        self.cost.add(KEYSPACE if _internal(stream) else PUBSUB)
                         async with self._client.open(kind, name) as events:
                             self.streams_open += 1
                             try:
@@ -291,10 +299,13 @@ class PubSubHub:
                                     )
                                 stream.live = True
                                 live_since = trio.current_time()
+                                _tell_state(stream, True)  # those there before a reconnect
                                 self._resolve(stream, "")
                                 while (event := await events.next()) is not None:
                                     self._dispatch(stream, event, events.base64)
                             finally:
+                                if stream.live:
+                                    _tell_state(stream, False)
                                 stream.live = False
                                 self.streams_open -= 1
                         failure: str = "the upstream ended the stream"
@@ -374,6 +385,20 @@ class PubSubHub:
             except Exception:
                 log.exception("pub/sub delivery for %s to %r failed", stream.describe(), conn)
         self.deliveries += len(subscribers)
+
+
+def _internal(stream: _Stream) -> bool:
+    """The stream serves the bridge's own keyspace wake-ups (bridge.server.keyspace)."""
+    return any(getattr(conn, "internal", False) for conn in (*stream.subscribers, *stream.waiting))
+
+
+def _tell_state(stream: _Stream, up: bool) -> None:
+    """Subscribers that follow the stream's state (keyspace streams) learn it broke or is
+    live again: events may have been missed meanwhile."""
+    for conn in list(stream.subscribers):
+        follow = getattr(conn, "stream_state", None)
+        if follow is not None:
+            follow(up)
 
 
 def _b64_parts(kind: str, text: str) -> list[bytes] | None:

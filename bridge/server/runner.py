@@ -20,6 +20,7 @@ import trio
 
 from bridge.config import BridgeConfig
 from bridge.server.admin import serve_admin
+from bridge.server.cost import PROBE
 from bridge.server.lifecycle import Lifecycle
 from bridge.server.listeners import open_listeners, serve_clients
 from bridge.server.metrics_http import metrics_sources, serve_metrics
@@ -94,6 +95,7 @@ async def run_bridge(
             await nursery.start(state.dispatcher.run)
             await nursery.start(state.databases.run, _embedded_tokens(config))
             await nursery.start(hub.run)
+            nursery.start_soon(state.keyspace.run)  # reads notify-keyspace-events meanwhile
             await nursery.start(serve_admin, state, lifecycle, nursery.cancel_scope.cancel)
             metrics = None
             if config.metrics_bind:
@@ -128,6 +130,8 @@ def _adopt_probe(state: BridgeState) -> Callable[[ProbeResult], None]:
     """What a probe result changes: the server version and the reply format."""
 
     def adopt(result: ProbeResult) -> None:
+        if result.reachable:
+            state.stats.cost.add(PROBE, 2)  # PING + INFO server
         state.note_server_version(result.server_version)
         state.choose_response_format(result.resp2)
         log.info(

@@ -32,9 +32,11 @@ from bridge.core.local import DEFAULT_SERVER_VERSION
 from bridge.core.parser import ParserLimits
 from bridge.server.blocking_hub import BlockingHub
 from bridge.server.breaker import CircuitBreaker
+from bridge.server.cost import CostMeter
 from bridge.server.counters import Stats
 from bridge.server.databases import Databases
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
+from bridge.server.keyspace import Keyspace
 from bridge.server.pubsub import Subscriber
 from bridge.upstream.rest import RestClient
 
@@ -48,6 +50,8 @@ LIVE_SETTINGS = frozenset({
     "max_request_bytes", "max_query_buffer_bytes", "max_bulk_bytes", "max_args",
     "max_inline_bytes", "max_pending_replies", "idle_timeout_s", "log_level",
     "shutdown_timeout_s", "read_only", "max_output_buffer_bytes", "databases",
+    "price_per_100k_commands", "command_budget_per_day", "command_budget_per_month",
+    "budget_enforce",
 })  # fmt: skip
 
 
@@ -90,6 +94,9 @@ class PubSubHubLike(Protocol):
 
     def switch_upstream(self, url: str) -> int: ...
 
+    def set_cost(self, cost: CostMeter) -> None:
+        """Count the streams it opens in these cost counters."""
+
 
 class UnavailableHub:
     """Stand-in when no pub/sub hub is wired in (unit tests): every subscription fails with
@@ -113,6 +120,9 @@ class UnavailableHub:
 
     def switch_upstream(self, url: str) -> int:
         return 0
+
+    def set_cost(self, cost: CostMeter) -> None:
+        pass
 
 
 def parser_limits_of(config: BridgeConfig) -> ParserLimits:
@@ -155,13 +165,24 @@ class BridgeState:
             self.stats,
             CircuitBreaker(config.breaker_failures, config.breaker_open_s),
         )
+        self.pubsub: PubSubHubLike = pubsub if pubsub is not None else UnavailableHub()
+        self.pubsub.set_cost(self.stats.cost)
+        _configure_cost(self.stats.cost, config)
+        #: Keyspace notifications as wake-ups (its `run` task reads the upstream's flags).
+        self.keyspace = Keyspace(
+            self.pubsub,
+            self.dispatcher,
+            mode=config.keyspace_events,
+            max_streams=config.keyspace_max_streams,
+        )
         self.blocking = BlockingHub(
             self.dispatcher,
             self.stats,
             min_interval_s=config.blocking_poll_min_ms / 1000,
             max_interval_s=config.blocking_poll_max_ms / 1000,
+            fallback_s=config.blocking_fallback_poll_s,
+            keyspace=self.keyspace,
         )
-        self.pubsub: PubSubHubLike = pubsub if pubsub is not None else UnavailableHub()
         #: Database numbers other than 0 (their own upstreams and queues; run by the runner).
         self.databases = Databases(config, self.stats, upstream)
         self.connections: dict[int, ClientConnection] = {}
@@ -243,7 +264,7 @@ class BridgeState:
             if frame.startswith(b"-NOPERM"):
                 self.noticed_noperm_write(spec)
         else:
-            (blocking or self.blocking).notify_write(spec, args)
+            (blocking or self.blocking).notify_write(spec, args, frame)
 
     def on_exec_reply(
         self, action: Transaction, frame: bytes, blocking: BlockingHub | None = None
@@ -304,6 +325,7 @@ class BridgeState:
         self.requirepass = effective.requirepass
         self.parser_limits = parser_limits_of(effective)
         self.dispatcher.set_batch_limits(effective.max_batch_commands, effective.max_batch_bytes)
+        _configure_cost(self.stats.cost, effective)
         if "token" in applied and effective.token:
             self.upstream.set_token(effective.token)
         # A new token may allow writes again: read-only mode is re-learned from the upstream.
@@ -355,6 +377,15 @@ class BridgeState:
         values.append(self.upstream.token)
         values += self.databases.tokens()
         return [v for v in values if isinstance(v, str)]
+
+
+def _configure_cost(cost: CostMeter, config: BridgeConfig) -> None:
+    cost.configure(
+        price_per_100k=config.price_per_100k_commands,
+        budget_per_day=config.command_budget_per_day,
+        budget_per_month=config.command_budget_per_month,
+        enforce=config.budget_enforce,
+    )
 
 
 def _describe(name: str, old: BridgeConfig, new: BridgeConfig) -> str:

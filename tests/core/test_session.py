@@ -171,8 +171,10 @@ def test_blocking_commands_become_plans() -> None:
 def test_watch_records_fingerprints_and_exec_carries_them() -> None:
     s = make()
     action = s.handle([b"WATCH", b"k1", b"k2"])
-    assert isinstance(action, Forward) and action.args[0] == b"EVAL" and action.post
-    assert action.post(b"*2\r\n$3\r\nfp1\r\n$0\r\n\r\n") == b"+OK\r\n"
+    # The server layer registers the group before it reads the fingerprints (a Block).
+    assert isinstance(action, Block) and action.plan.kind == "watch"
+    assert action.plan.poll[0] == b"EVAL" and action.plan.keys == (b"k1", b"k2")
+    assert s.finish(action, b"*2\r\n$3\r\nfp1\r\n$0\r\n\r\n") == b"+OK\r\n"
     assert reply(s, b"MULTI") == b"+OK\r\n"
     assert reply(s, b"WATCH", b"x").startswith(b"-ERR WATCH inside MULTI")
     reply(s, b"INCR", b"k1")
@@ -182,6 +184,27 @@ def test_watch_records_fingerprints_and_exec_carries_them() -> None:
     assert s.watches == []
     s.handle([b"WATCH", b"k"])
     assert reply(s, b"UNWATCH") == b"+OK\r\n" and s.watches == []
+
+
+@pytest.mark.parametrize(("protocol", "null"), [(2, b"*-1\r\n"), (3, b"_\r\n")])
+def test_a_dirty_watch_makes_exec_answer_the_protocols_null(protocol: int, null: bytes) -> None:
+    s = make()
+    s.protocol = protocol
+    action = s.handle([b"WATCH", b"k"])
+    assert isinstance(action, Block)
+    s.finish(action, b"*1\r\n$3\r\nfp1\r\n")
+    action.plan.group.dirty = True  # what the server layer does when a write to k is seen
+    reply(s, b"MULTI")
+    reply(s, b"SET", b"k", b"1")
+    assert reply(s, b"EXEC") == null  # answered here: the queued SET is never sent
+    assert s.watches == [] and s.multi is None
+    # A conflict found by the script's fingerprint check is the same null.
+    s.handle([b"WATCH", b"k"])
+    reply(s, b"MULTI")
+    reply(s, b"SET", b"k", b"1")
+    tx = s.handle([b"EXEC"])
+    assert isinstance(tx, Transaction)
+    assert s.finish(tx, b"*-1\r\n") == null
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from bridge.cli import main
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError
 from bridge.server import systemd
+from bridge.server.counters import Stats
 from bridge.server.dispatcher import DispatchLimits
 from bridge.server.lifecycle import Lifecycle
 from bridge.server.state import BridgeState
@@ -345,7 +346,7 @@ def _fake_server(config: BridgeConfig) -> Any:
         parser_limits=None,
         dispatcher=SimpleNamespace(limits=DispatchLimits()),
         connections={},
-        stats=SimpleNamespace(errors={}),
+        stats=Stats(),
     )
 
 
