@@ -95,6 +95,8 @@ VERSIONED_PACKAGES = (
 )  # fmt: skip
 #: The profiled workload: forwarded commands only, long enough for a few thousand samples.
 PROFILE_TESTS = "set,get"
+#: The 1-client profile (0 ms injected): what the bridge spends per command there.
+PROFILE_ONE_CLIENT_TESTS = "get"
 PROFILE_MIN_REQUESTS = 20_000
 #: redis-benchmark runs that gave no result at all are retried (it rarely aborts on tiny -n).
 REDIS_BENCHMARK_ATTEMPTS = 2
@@ -383,7 +385,7 @@ class Runner:
         bridges = 2 + (1 if s.https else 0) + (1 if s.release_python else 0)
         per_latency = len(s.clients) * (len(s.pipelines) * (1 + bridges) + 4)
         extra = (1 if s.idle_clients > 0 else 0) + (1 if 0.0 in s.latencies_ms else 0)
-        extra += 1 if s.profile else 0
+        extra += (1 + (1 if 0.0 in s.latencies_ms else 0)) if s.profile else 0
         return per_latency * len(s.latencies_ms) + extra
 
     def run(self) -> None:
@@ -433,6 +435,12 @@ class Runner:
             self.step(
                 "0 ms | bridge vs /pipeline | 1-client overhead probe", lambda: self.probe(stack)
             )
+            if s.profile:
+                self.step(
+                    f"0 ms | bridge | py-spy profile, redis-benchmark -c 1 -P 1 "
+                    f"-t {PROFILE_ONE_CLIENT_TESTS}",
+                    lambda: self.profile(stack, clients=1),
+                )
 
     def step(self, label: str, action: Callable[[], str]) -> None:
         self.progress.begin(label)
@@ -627,28 +635,34 @@ class Runner:
             f"{before.ops_per_s:,.0f} -> {with_idle.ops_per_s:,.0f} ops/s"
         )
 
-    def profile(self, stack: LatencyStack) -> str:
-        """Repeat the headline redis-benchmark point against the bridge under py-spy."""
-        clients = self.headline_clients
+    def profile(self, stack: LatencyStack, clients: int | None = None) -> str:
+        """Repeat a redis-benchmark point (default the headline one) against the bridge under
+        py-spy; one client profiles `-t get` at 0 ms (the latency target)."""
+        one = clients == 1
+        clients = clients or self.headline_clients
         bridge = stack.bridges[BRIDGE.key]
         requests = max(self.settings.requests, PROFILE_MIN_REQUESTS)
+        tests = PROFILE_ONE_CLIENT_TESTS if one else PROFILE_TESTS
         self.reset_data()
-        raw_path = Path(self.log_dir) / "bridge-profile.txt"
+        raw_path = Path(self.log_dir) / f"bridge-profile-{clients}.txt"
         try:
             with profiling.recording(bridge.pid, raw_path):
                 run_redis_benchmark(
                     bridge.port, clients=clients, pipeline=1, requests=requests,
-                    tests=PROFILE_TESTS, timeout_s=REDIS_BENCHMARK_MIN_TIMEOUT_S,
+                    tests=tests, timeout_s=REDIS_BENCHMARK_MIN_TIMEOUT_S,
                 )  # fmt: skip
         except RuntimeError as exc:
             self.record.profile_note = str(exc)
             return f"no profile: {exc}"
         workload = (
-            f"redis-benchmark -c {clients} -P 1 -t {PROFILE_TESTS} -n {requests}, "
+            f"redis-benchmark -c {clients} -P 1 -t {tests} -n {requests}, "
             f"{stack.latency_ms:g} ms injected"
         )
         figures = profiling.summarize(raw_path.read_text(encoding="utf-8"), workload=workload)
-        self.record.profile = figures
+        if one:
+            self.record.profile_one_client = figures
+        else:
+            self.record.profile = figures
         top = ", ".join(f"{name} {share:.0%}" for name, share in figures.by_package[:4])
         return f"{figures.samples} samples: {top}"
 

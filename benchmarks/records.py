@@ -150,6 +150,8 @@ class RunRecord:
     idle: IdleClientsResult | None = None
     probe: ProbeFigures | None = None
     profile: ProfileFigures | None = None
+    #: The same at one client, 0 ms injected (the per-command cost the latency target sees).
+    profile_one_client: ProfileFigures | None = None
     #: Why there is no profile, when there is none.
     profile_note: str = ""
     #: Steps that failed (the run goes on; the report lists them).
@@ -167,6 +169,11 @@ class RunRecord:
             idle=IdleClientsResult.from_dict(data["idle"]) if data.get("idle") else None,
             probe=ProbeFigures(**data["probe"]) if data.get("probe") else None,
             profile=ProfileFigures.from_dict(data["profile"]) if data.get("profile") else None,
+            profile_one_client=(
+                ProfileFigures.from_dict(data["profile_one_client"])
+                if data.get("profile_one_client")
+                else None
+            ),
             profile_note=str(data.get("profile_note", "")),
             failures=list(data.get("failures", [])),
         )

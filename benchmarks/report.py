@@ -25,7 +25,7 @@ from benchmarks.contenders import (
     SDK,
     ideal_ops_per_s,
 )
-from benchmarks.records import REDIS_BENCHMARK, REDIS_PY, Measurement, RunRecord
+from benchmarks.records import REDIS_BENCHMARK, REDIS_PY, Measurement, ProfileFigures, RunRecord
 
 #: The issue's targets (issue 14, "fast path"): ratios measured in one run.
 TARGET_LATENCY_MS = 2.0
@@ -524,15 +524,22 @@ def _probe_section(record: RunRecord) -> list[str]:
 
 
 def _profile_section(record: RunRecord) -> list[str]:
-    prof = record.profile
     lines = ["## Where the bridge's CPU goes (py-spy)", ""]
-    if prof is None:
+    profiles = [p for p in (record.profile, record.profile_one_client) if p is not None]
+    if not profiles:
         return [*lines, f"No profile: {record.profile_note or 'not measured'}."]
-    lines += [
+    for prof in profiles:
+        lines += [*_one_profile(prof), ""]
+    return lines[:-1]
+
+
+def _one_profile(prof: ProfileFigures) -> list[str]:
+    lines = [
         f"py-spy attached to the auto-batching bridge during a repeat of {prof.workload} "
         f"({prof.samples:,} samples at {prof.sample_rate_hz} Hz, on-CPU only). Shares of all "
         "samples; socket syscalls (send/recv, which on loopback also do the receiving "
-        "side's kernel work) show up as trio's `_nonblocking_helper`.",
+        "side's kernel work) show up in the functions that call them (the upstream client's "
+        "`_send`, the connection's reply send) or in trio's `_nonblocking_helper`.",
         "",
     ]
     rows = []
