@@ -33,11 +33,6 @@ class Probeable(Protocol):
     async def probe(self) -> ProbeResult: ...
 
 
-def _settled(result: ProbeResult) -> bool:
-    """Reached the upstream, and not just a proxy's 5xx (that says nothing about resp2)."""
-    return result.reachable and not result.detail.startswith("HTTP 5")
-
-
 async def probe_until_reachable(
     upstream: Probeable,
     apply_result: Callable[[ProbeResult], None],
@@ -56,7 +51,7 @@ async def probe_until_reachable(
     result = await _probe_once(upstream)
     apply_result(result)
     task_status.started(result)
-    if _settled(result):
+    if result.reachable:
         return
     log.warning(
         "upstream %s is not reachable yet (%s); serving anyway: commands get errors until it "
@@ -71,7 +66,7 @@ async def probe_until_reachable(
         delay = min(delay * 2, max_retry_s)
         attempts += 1
         result = await _probe_once(upstream)
-        if _settled(result):
+        if result.reachable:
             apply_result(result)
             log.info(
                 "upstream reachable: %s after %d probes (%s)",

@@ -207,7 +207,10 @@ class RestClient:
         except UpstreamError as exc:
             return ProbeResult(False, False, None, str(exc))
         if response.status != 200:
-            return ProbeResult(True, False, None, f"HTTP {response.status} to resp2 probe")
+            # A 5xx is the upstream (or a proxy before it) failing: not reached, and it says
+            # nothing about resp2. A 4xx is an answer: this API does not take the probe.
+            reached = response.status < 500
+            return ProbeResult(reached, False, None, f"HTTP {response.status} to resp2 probe")
         version = None
         if _is_octet_stream(response):
             try:

@@ -19,7 +19,7 @@ from bridge.server.probe import probe_until_reachable
 from bridge.upstream.rest import ProbeResult
 
 DOWN = ProbeResult(False, False, None, "ConnectError: connection refused")
-PROXY_500 = ProbeResult(True, False, None, "HTTP 502 to resp2 probe")
+PROXY_502 = ProbeResult(False, False, None, "HTTP 502 to resp2 probe")
 UP = ProbeResult(True, True, "7.2.4", "resp2 supported")
 
 
@@ -46,7 +46,7 @@ def autojump_clock() -> trio.testing.MockClock:
 async def test_retries_until_reachable_then_adopts_resp2(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    upstream = ScriptedUpstream(DOWN, DOWN, PROXY_500, UP)
+    upstream = ScriptedUpstream(DOWN, DOWN, PROXY_502, UP)
     applied: list[ProbeResult] = []
     caplog.set_level(logging.INFO, logger="bridge")
     async with trio.open_nursery() as nursery:
