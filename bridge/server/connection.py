@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import trio
 
-from bridge.core.actions import Action, Block, Forward, PubSub, Reply, Transaction
+from bridge.core.actions import Action, Block, Forward, PubSub, QueuedCommand, Reply, Transaction
 from bridge.core.parser import ProtocolError, RequestParser
 from bridge.core.resp import encode_error
 from bridge.core.session import Session
@@ -419,6 +419,44 @@ class Connection:
         elif type(action) is Transaction:
             self._transaction(action)
 
+    def _publish_aside(self, action: Transaction, deliver: Callable[[bytes], None]) -> bool:
+        """A transaction on a numbered REST database of its own with PUBLISH (& co.) queued
+        (Celery's result backend: MULTI SETEX PUBLISH EXEC): the rest runs there, the
+        publishes on database 0's upstream (where the subscriptions are) once it ran, in
+        order; their replies take their places in EXEC's. False when there is none."""
+        aside = [
+            q
+            for q in action.commands
+            if q.local is None and q.spec is not None and "pubsub" in q.spec.flags
+        ]
+        if not aside or self.state.databases.shared:
+            return False
+        for q in aside:
+            q.local = b""  # not sent with the transaction; the reply is filled in below
+        side_queue = ClientQueue()
+        dispatcher = self.state.dispatcher
+
+        def ran(frame: bytes) -> None:
+            if frame[:1] != b"*" or frame.startswith(b"*-1"):
+                deliver(frame)  # aborted or failed: nothing is published
+                return
+            left = [len(aside)]
+            for q in aside:
+
+                def published(reply: bytes, q: QueuedCommand = q) -> None:
+                    q.local = reply
+                    left[0] -= 1
+                    if not left[0]:
+                        deliver(frame)
+
+                dispatcher.submit_command(side_queue, q.args, q.spec, published)
+
+        if any(q.local is None for q in action.commands) or action.watches:
+            self._dispatcher.submit_transaction(self.queue, action, ran)
+        else:
+            ran(b"*0\r\n")
+        return True
+
     def _use(self, target: NumberedDatabase | None) -> None:
         self._target = target
         self.queue = ClientQueue()
@@ -470,6 +508,8 @@ class Connection:
             state.on_exec_reply(action, frame, blocking)
             self._fill(slot, session.finish(action, frame))
 
+        if self._target is not None and self._publish_aside(action, deliver):
+            return
         self._dispatcher.submit_transaction(self.queue, action, deliver)
 
     # -- writing ---------------------------------------------------------------------------

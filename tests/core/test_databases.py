@@ -1,5 +1,5 @@
-"""Database numbers in the session, without I/O: SELECT, RESET, CLIENT LIST db=, and MOVE /
-SWAPDB / COPY ... DB forwarded only where one Redis server holds both numbers."""
+"""Database numbers in the session, without I/O: SELECT, RESET, CLIENT LIST db=, MOVE and
+COPY ... DB forwarded only where one Redis server holds both numbers, SWAPDB refused."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_move_swapdb_copy_refused_across_separate_rest_databases() -> None:
     assert reply(s, b"MOVE", b"k", b"1").startswith(b"-ERR MOVE across databases is not supp")
     assert reply(s, b"MOVE", b"k", b"0") == b"-ERR source and destination objects are the same\r\n"
     assert reply(s, b"MOVE", b"k", b"9").startswith(b"-ERR DB index 9 is not configured")
-    assert reply(s, b"SWAPDB", b"0", b"1").startswith(b"-ERR SWAPDB across databases")
+    assert reply(s, b"SWAPDB", b"0", b"1").startswith(b"-ERR SWAPDB is not supported")
     assert reply(s, b"SWAPDB", b"0", b"0") == b"+OK\r\n"
     assert reply(s, b"SWAPDB", b"a", b"0") == b"-ERR invalid first DB index\r\n"
     assert reply(s, b"COPY", b"a", b"b", b"DB", b"1").startswith(b"-ERR COPY ... DB across")
@@ -91,11 +91,9 @@ def test_move_swapdb_copy_refused_across_separate_rest_databases() -> None:
 def test_move_swapdb_copy_forwarded_when_one_server_holds_every_number() -> None:
     s = make(shared=True)
     assert reply(s, b"SELECT", b"1") == b"+OK\r\n"
-    for args in (
-        [b"MOVE", b"k", b"2"],
-        [b"SWAPDB", b"0", b"2"],
-        [b"COPY", b"a", b"b", b"DB", b"2"],
-    ):
+    for args in ([b"MOVE", b"k", b"2"], [b"COPY", b"a", b"b", b"DB", b"2"]):
         action = s.handle(args)
         assert isinstance(action, Forward) and action.args == args, args
+    # The REST API binds each token to its logical database: SWAPDB stays refused.
+    assert reply(s, b"SWAPDB", b"0", b"2").startswith(b"-ERR SWAPDB is not supported")
     assert reply(s, b"MOVE", b"k", b"5").startswith(b"-ERR DB index 5 is not configured")

@@ -13,6 +13,8 @@ import redis
 from celery import Celery
 
 PORT_ENV = "RESP_BRIDGE_APPS_PORT"
+#: Redis database number of the broker and the results (default 0).
+DB_ENV = "RESP_BRIDGE_APPS_DB"
 #: Seconds before an unacknowledged message (its worker died) is delivered again.
 VISIBILITY_TIMEOUT_S = 3
 
@@ -33,13 +35,13 @@ app.conf.update(
 )
 
 
-def configure(port: int | str) -> None:
-    url = f"redis://127.0.0.1:{port}/0"
+def configure(port: int | str, db: int | str = 0) -> None:
+    url = f"redis://127.0.0.1:{port}/{db}"
     app.conf.update(broker_url=url, result_backend=url)
 
 
 if PORT_ENV in os.environ:
-    configure(os.environ[PORT_ENV])
+    configure(os.environ[PORT_ENV], os.environ.get(DB_ENV, "0"))
 
 
 @app.task
