@@ -3,7 +3,8 @@
 The bridge sends two request shapes to one upstream, with fixed headers; a general-purpose
 stack (httpx → httpcore → h11) spent most of the bridge's CPU per command on flexibility it
 does not use. Here a request is one `bytes` built from a prepared header block, written with
-one `send` on a plain non-blocking socket (trio's SSLStream for HTTPS), and the response is
+one `send` on a plain non-blocking socket (an `ssl.SSLSocket` over it for HTTPS), waited on
+with trio's wait_readable/wait_writable, and the response is
 parsed by httptools (llhttp, C): Content-Length, chunked and read-until-close bodies.
 
 Connections are kept alive in a small LIFO pool (at most `max_connections`, idle ones expire
@@ -139,18 +140,19 @@ class _Reader:
 
 
 class _Connection:
-    """One keep-alive connection: the trio stream, the plain socket under it, its parser."""
+    """One keep-alive connection: its non-blocking socket (an SSLSocket for HTTPS), its parser.
 
-    __slots__ = ("origin", "parser", "raw", "reader", "sock", "stream", "used_at")
+    The stdlib socket is used directly, with trio's wait_readable/wait_writable: trio's own
+    stream layers (SocketStream, SSLStream and its MemoryBIO pumping) cost more per request
+    than the request itself on a fast upstream.
+    """
 
-    def __init__(
-        self, origin: Origin, stream: trio.abc.Stream, sock: socket.socket | None, tls: bool
-    ) -> None:
+    __slots__ = ("origin", "parser", "reader", "sock", "tls", "used_at")
+
+    def __init__(self, origin: Origin, sock: socket.socket) -> None:
         self.origin = origin
-        self.stream = stream
-        #: The stdlib socket: peeked before reuse; read and written directly when not TLS.
-        self.sock = sock
-        self.raw = sock if not tls else None
+        self.sock: socket.socket | None = sock
+        self.tls = isinstance(sock, ssl.SSLSocket)
         self.reader = _Reader()
         self.parser = httptools.HttpResponseParser(self.reader)
         self.used_at = time.monotonic()
@@ -161,10 +163,11 @@ class _Connection:
         if now - self.used_at > KEEPALIVE_EXPIRY_S:
             return True
         sock = self.sock
-        if sock is None:
+        if sock is None or (self.tls and sock.pending()):  # type: ignore[attr-defined]
             return True
         try:
-            sock.recv(1, socket.MSG_PEEK)
+            # the raw socket's recv, also under TLS: a close_notify or an alert is data too
+            _RAW_RECV(sock, 1, socket.MSG_PEEK)
         except BlockingIOError:
             return False
         except OSError:
@@ -173,7 +176,7 @@ class _Connection:
 
     def close(self) -> None:
         sock = self.sock
-        self.sock = self.raw = None
+        self.sock = None
         if sock is not None:
             trio.lowlevel.notify_closing(sock)
             sock.close()
@@ -329,56 +332,58 @@ class HttpClient:
 
     async def _open(self) -> _Connection:
         origin = self.origin
+        sock: socket.socket | None = None
         try:
             with trio.fail_after(self.connect_timeout_s):
                 tcp = await trio.open_tcp_stream(origin.host, origin.port)
-                sock = _plain_socket(tcp)
-                stream: trio.abc.Stream = tcp
+                sock = _take_socket(tcp)
                 if origin.tls:
                     if self._ssl is None:
                         self._ssl = tls_context(self._ca_file)
-                    tls = trio.SSLStream(
-                        tcp, self._ssl, server_hostname=origin.host, https_compatible=True
+                    # wrap_socket takes the file descriptor over from `sock`
+                    sock = self._ssl.wrap_socket(
+                        sock, server_hostname=origin.host, do_handshake_on_connect=False
                     )
-                    try:
-                        await tls.do_handshake()
-                    except BaseException:
-                        await trio.aclose_forcefully(tcp)
-                        raise
-                    stream = tls
-        except trio.TooSlowError:
-            raise UpstreamUnavailable(
-                f"ConnectTimeout: no connection to {origin.netloc} within "
-                f"{self.connect_timeout_s:g}s"
-            ) from None
-        except trio.BrokenResourceError as exc:
-            raise UpstreamUnavailable(_tls_failure(origin, exc)) from exc
-        except OSError as exc:
-            raise UpstreamUnavailable(f"ConnectError: {origin.netloc}: {_os_text(exc)}") from exc
+                    await _handshake(sock)  # type: ignore[arg-type]
+        except BaseException as exc:
+            if sock is not None:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+            if isinstance(exc, trio.TooSlowError):
+                raise UpstreamUnavailable(
+                    f"ConnectTimeout: no connection to {origin.netloc} within "
+                    f"{self.connect_timeout_s:g}s"
+                ) from None
+            if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+                raise UpstreamUnavailable(_tls_failure(origin, exc)) from exc
+            if isinstance(exc, OSError):
+                raise UpstreamUnavailable(
+                    f"ConnectError: {origin.netloc}: {_os_text(exc)}"
+                ) from exc
+            raise
         self.connections_opened += 1
-        return _Connection(origin, stream, sock, origin.tls)
+        return _Connection(origin, sock)
 
     # -- I/O ---------------------------------------------------------------------------------
 
     async def _send(self, conn: _Connection, parts: tuple[bytes, ...]) -> None:
-        raw = conn.raw
-        if raw is None:  # TLS: once the stream took anything, count it as maybe sent
-            try:
-                for part in parts:
-                    await conn.stream.send_all(part)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise _SendFailed(exc, sent=True) from exc
-            return
-        sent_any = False
+        sock = conn.sock
+        if sock is None:
+            raise _SendFailed(OSError(errno.EBADF, "connection closed"), sent=False)
+        # Under TLS a failed write may still have put records on the wire: "maybe sent".
+        sent_any = conn.tls
         for part in parts:
             view = memoryview(part)
             while view:
                 try:
-                    n = raw.send(view)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(raw)
+                    n = sock.send(view)
+                except (BlockingIOError, ssl.SSLWantWriteError):
+                    await trio.lowlevel.wait_writable(sock)
                     continue
-                except OSError as exc:
+                except ssl.SSLWantReadError:  # a TLS renegotiation or key update
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                except (OSError, trio.ClosedResourceError) as exc:
                     raise _SendFailed(exc, sent=sent_any) from exc
                 sent_any = True
                 view = view[n:]
@@ -387,18 +392,25 @@ class HttpClient:
         """The whole response, and whether the connection may carry another request."""
         reader = conn.reader
         parser = conn.parser
-        raw = conn.raw
+        sock = conn.sock
+        tls = conn.tls
         while not reader.complete:
             try:
-                if raw is not None:
-                    await trio.lowlevel.wait_readable(raw)
-                    try:
-                        data = raw.recv(RECV_SIZE)
-                    except BlockingIOError:
-                        continue
-                else:
-                    data = bytes(await conn.stream.receive_some(RECV_SIZE))
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if sock is None:
+                    raise trio.ClosedResourceError("connection closed")
+                # Decrypted bytes may wait inside the SSL object with nothing on the socket.
+                if not (tls and sock.pending()):  # type: ignore[attr-defined]
+                    await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    continue
+                except ssl.SSLWantWriteError:
+                    await trio.lowlevel.wait_writable(sock)
+                    continue
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    data = b""  # closed, with or without close_notify (as browsers accept)
+            except (OSError, trio.ClosedResourceError) as exc:
                 raise UpstreamError(
                     f"ReadError: connection lost while waiting for the answer: {_os_text(exc)}"
                 ) from exc
@@ -446,9 +458,27 @@ def _closes(headers: dict[bytes, bytes]) -> bool:
     return value is not None and b"close" in value.lower()
 
 
-def _plain_socket(stream: trio.SocketStream) -> socket.socket | None:
+#: The plain socket's recv (an SSLSocket's own recv refuses flags such as MSG_PEEK).
+_RAW_RECV = socket.socket.recv
+
+
+def _take_socket(stream: trio.SocketStream) -> socket.socket:
+    """The non-blocking stdlib socket under a freshly connected trio SocketStream."""
     sock = getattr(stream.socket, "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
+    if not isinstance(sock, socket.socket):  # trio's internals moved: a clear failure
+        raise OSError(errno.ENOTSOCK, "trio's SocketStream no longer exposes its socket")
+    return sock
+
+
+async def _handshake(sock: ssl.SSLSocket) -> None:
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            await trio.lowlevel.wait_readable(sock)
+        except ssl.SSLWantWriteError:
+            await trio.lowlevel.wait_writable(sock)
 
 
 def _os_text(exc: BaseException) -> str:
@@ -476,8 +506,7 @@ _TLS_ADVICE = {
 }
 
 
-def _tls_failure(origin: Origin, exc: trio.BrokenResourceError) -> str:
-    cause = exc.__cause__
+def _tls_failure(origin: Origin, cause: BaseException) -> str:
     if isinstance(cause, ssl.SSLCertVerificationError):
         what = cause.verify_message or cause.reason or str(cause)
         advice = _TLS_ADVICE.get(
@@ -489,4 +518,4 @@ def _tls_failure(origin: Origin, exc: trio.BrokenResourceError) -> str:
         )
     if isinstance(cause, ssl.SSLError):
         return f"TLS handshake with {origin.netloc} failed: {cause.reason or cause}"
-    return f"TLS handshake with {origin.netloc} failed: {_os_text(exc)}"
+    return f"TLS handshake with {origin.netloc} failed: {_os_text(cause)}"
