@@ -448,6 +448,9 @@ async def test_https_with_ca_file_verifies_and_keeps_alive(
             value = "t" * 500_000
             await client.pipeline([["SET", "hc:tls-big", value]])
             assert await client.single([b"STRLEN", b"hc:tls-big"]) == b":500000\r\n"
+            # an answer of many TLS records (decrypted bytes wait inside the SSL object)
+            [frame] = await client.pipeline([["GET", "hc:tls-big"]])
+            assert frame == b"$500000\r\n" + value.encode() + b"\r\n"
             assert lean(client).connections_opened == 1
         finally:
             await client.aclose()
@@ -487,3 +490,38 @@ async def test_https_certificate_errors_are_clear_and_not_executed(
             assert "--ca-file" in text  # what to do about it
         assert_clean(info.value)
         await client.aclose()
+
+
+async def test_https_idle_connection_closed_by_the_server_is_replaced(
+    ca: trustme.CA, ca_file: str
+) -> None:
+    """The TLS server answers once per connection, then closes it (close_notify + FIN)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    listeners = await trio.open_ssl_over_tcp_listeners(0, context, host="127.0.0.1")
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    accepted: list[int] = []
+
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        accepted.append(1)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some(65536)
+            await stream.send_all(ok(b"tls answer %d" % len(accepted)))
+            await stream.aclose()  # sends close_notify
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        client = HttpClient(
+            f"https://localhost:{port}", timeout_s=3, connect_timeout_s=2, ca_file=ca_file
+        )
+        for n in (1, 2, 3):
+            response = await client.post("/x", HEADERS, b"")
+            assert response.body == b"tls answer %d" % n
+            await trio.sleep(0.05)  # the close arrives while the connection is idle
+        assert client.connections_opened == 3 and len(accepted) == 3
+        await client.aclose()
+        nursery.cancel_scope.cancel()
