@@ -477,20 +477,22 @@ class AdminServer:
                 raise AdminError("ERR usage: PAUSE [wait_s]") from None
             if not 0 <= wait_s <= PAUSE_MAX_WAIT_S:
                 raise AdminError(f"ERR wait_s must be between 0 and {PAUSE_MAX_WAIT_S:g}")
-        dispatcher = self.state.dispatcher
+        dispatcher, numbered = self.state.dispatcher, self.state.databases
         dispatcher.set_paused(True)
+        numbered.set_paused(True)
         with trio.move_on_after(wait_s):
-            while dispatcher.in_flight:
+            while dispatcher.in_flight or numbered.in_flight:
                 await trio.sleep(PAUSE_POLL_S)
-        if dispatcher.in_flight:
+        if dispatcher.in_flight or numbered.in_flight:
             raise AdminError(
-                f"ERR paused, but {dispatcher.in_flight} upstream request(s) are still in "
-                f"flight after {wait_s:g} s"
+                f"ERR paused, but {dispatcher.in_flight + numbered.in_flight} upstream "
+                f"request(s) are still in flight after {wait_s:g} s"
             )
         return Status(b"OK")
 
     async def _resume(self, words: list[str], peer: _Peer) -> Any:
         self.state.dispatcher.set_paused(False)
+        self.state.databases.set_paused(False)
         return Status(b"OK")
 
     async def _reload(self, words: list[str], peer: _Peer) -> Any:

@@ -96,6 +96,8 @@ class Databases:
         self._open: dict[int, NumberedDatabase] = {}
         self._resp2: dict[int, bool] = {}
         self._nursery: trio.Nursery | None = None
+        #: Admin PAUSE holds every database's commands (those opened meanwhile too).
+        self.paused = False
         #: Numbers 0..count-1 are served (embedded: once `run` knows the devserver's token).
         self.count = EMBEDDED_DATABASES if config.embedded else 0
         if not config.embedded:
@@ -127,9 +129,24 @@ class Databases:
         db = NumberedDatabase(
             number, rest_client(self.config, *target, resp2), self.config, self.stats
         )
+        db.dispatcher.set_paused(self.paused)
         self._open[number] = db
         self._nursery.start_soon(self._serve, db)
         return db
+
+    def set_paused(self, paused: bool) -> None:
+        """Admin PAUSE / RESUME for the numbered databases (database 0's is the caller's)."""
+        self.paused = paused
+        for db in self._open.values():
+            db.dispatcher.set_paused(paused)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(db.dispatcher.in_flight for db in self._open.values())
+
+    def count_served(self) -> int:
+        """The highest number served + 1 (CONFIG GET databases)."""
+        return max([self.count, 1, *(n + 1 for n in self._targets)])
 
     def opened(self) -> Iterator[NumberedDatabase]:
         return iter(sorted(self._open.values(), key=lambda d: d.number))

@@ -206,6 +206,9 @@ class BridgeState:
     def databases_share_server(self) -> bool:
         return self.databases.shared
 
+    def database_count(self) -> int:
+        return self.databases.count_served()
+
     def bridge_info(self) -> str:
         s = self.stats
         lines = [

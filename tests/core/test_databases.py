@@ -18,6 +18,7 @@ class Context:
         self.requirepass = None
         self.server_version = "7.2.4"
         self.read_only = False
+        self.refusals: list[tuple[str, str]] = []
         self.all: list[Session] = []
 
     def sessions(self) -> Iterable[Session]:
@@ -29,10 +30,16 @@ class Context:
     def kill_client(self, client_id: int) -> bool:
         return False
 
+    def note_refusal(self, client: object, command: str, reason: str) -> None:
+        self.refusals.append((command, reason))
+
     def database_problem(self, index: int) -> str | None:
         if 0 <= index < self.count:
             return None
         return f"ERR DB index {index} is not configured: add a [databases.{index}] table"
+
+    def database_count(self) -> int:
+        return self.count
 
     def databases_share_server(self) -> bool:
         return self.shared

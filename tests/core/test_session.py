@@ -18,6 +18,7 @@ class Context:
         self.all: list[Session] = []
         self.server_version = "7.2.4"
         self.read_only = False
+        self.refusals: list[tuple[str, str]] = []
 
     def sessions(self) -> Iterable[Session]:
         return self.all
@@ -28,8 +29,14 @@ class Context:
     def kill_client(self, client_id: int) -> bool:
         return False
 
+    def note_refusal(self, client: object, command: str, reason: str) -> None:
+        self.refusals.append((command, reason))
+
     def database_problem(self, index: int) -> str | None:
         return None if index == 0 else f"ERR DB index {index} is not configured"
+
+    def database_count(self) -> int:
+        return 1
 
     def databases_share_server(self) -> bool:
         return False

@@ -10,6 +10,7 @@ redis-server's MONITOR). The two bridges are shared by the module's tests to kee
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -378,3 +379,68 @@ def test_celery_broker_and_results_on_database_1(
             consumer.stop()
         app.close()
         worker.stop()
+
+
+# -- operations: admin STATS / CLIENTS, RELOAD of the tables ------------------------------
+
+
+def test_admin_shows_databases_and_reload_rereads_the_tables(
+    redis_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    devserver = start_devserver(redis_server.url, extra_args=("--databases", "3"))
+    config = tmp_path / "bridge.toml"
+    top = f'url = "{devserver.url}"\ntoken = "{devserver.token}"\n'
+
+    def write(**tokens: str) -> None:
+        tables = "".join(
+            f'\n[databases.{n[2:]}]\nurl = "{devserver.url}"\ntoken = "{token}"\n'
+            for n, token in tokens.items()
+        )
+        config.write_text(top + tables)
+
+    def admin(*args: str) -> Any:
+        result = CliRunner().invoke(main, ["admin", "--socket", sock, "--json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    tokens = {f"db{n}": database_token(devserver.token, n) for n in (1, 2)}
+    write(db1=tokens["db1"])
+    sock = str(tmp_path / "admin.sock")
+    bridge = start_bridge(
+        str(tmp_path), None, None, "--config", str(config), "--admin-socket", sock
+    )
+    try:
+        c1 = redis.Redis(port=bridge.port, db=1, socket_timeout=10, client_name="on-one")
+        assert c1.set("k", "one") is True
+        with pytest.raises(redis.ResponseError, match=r"DB index 2 is not configured"):
+            redis.Redis(port=bridge.port, db=2, socket_timeout=10).ping()
+        stats = admin("STATS")["databases"]
+        assert stats["1"]["clients"] == 1 and stats["1"]["commands"] >= 1
+        assert stats["1"]["upstream"] == stats["0"]["upstream"]
+        rows = admin("CLIENTS")
+        assert [r["db"] for r in rows if r["name"] == "on-one"] == [1]
+
+        write(db1=tokens["db1"], db2=tokens["db2"])  # a new number
+        assert "databases" in admin("RELOAD")["applied"]
+        c2 = redis.Redis(port=bridge.port, db=2, socket_timeout=10)
+        assert c2.set("k", "two") is True
+        assert redis.Redis.from_url(redis_server.url, db=2).get("k") == b"two"
+
+        write(db1="a-token-the-devserver-refuses", db2=tokens["db2"])  # a changed table
+        admin("RELOAD")
+        with pytest.raises(redis.ResponseError, match="401"):
+            c1.get("k")  # the same connection, now on the new table
+        write(db1=tokens["db1"], db2=tokens["db2"])
+        admin("RELOAD")
+        assert c1.get("k") == b"one"
+        for client in (c1, c2):
+            client.close()
+        shown = json.dumps(admin("STATS")) + json.dumps(admin("CONFIG")) + bridge.log()
+        assert not any(token in shown for token in tokens.values())
+    finally:
+        bridge.stop()
+        devserver.stop()
