@@ -76,12 +76,14 @@ class WatchGroup:
     """The keys of one WATCH and, once its reply arrived, their fingerprints. `dirty`: a
     write to one of them was seen since the WATCH (EXEC then answers null at once)."""
 
-    __slots__ = ("__weakref__", "dirty", "fingerprints", "keys")
+    __slots__ = ("__weakref__", "covered", "dirty", "fingerprints", "keys")
 
     def __init__(self, keys: list[bytes]) -> None:
         self.keys = keys
         self.fingerprints: list[bytes] | None = None
         self.dirty = False
+        #: Its keys' keyspace streams are held: EXEC first syncs with them (set by the server).
+        self.covered = False
 
     def record(self, frame: bytes) -> bytes:
         """WATCH's `post`: keep the fingerprints, answer +OK (or pass an error through)."""

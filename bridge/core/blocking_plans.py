@@ -235,6 +235,14 @@ def watch_plan(group: Any) -> BlockPlan:
     return BlockPlan("watch", None, keys, watch_command(keys), "watch", blocks=False, group=group)
 
 
+def exec_plan(transaction: Any) -> BlockPlan:
+    """EXEC of a transaction whose watched keys have keyspace streams: the server layer syncs
+    with the streams (so a write from anywhere before EXEC has marked the watch dirty), then
+    runs the checking script. `transaction` is the session's Transaction."""
+    keys = tuple(dict.fromkeys(k for g in transaction.watches for k in g.keys))
+    return BlockPlan("exec", None, keys, (), "exec", blocks=False, group=transaction)
+
+
 #: Replies of a write that changed nothing (Redis does not signal the key: a WATCH stays
 #: clean), for the commands whose reply tells: `:0` of these ...
 _NOOP_ON_ZERO = frozenset({

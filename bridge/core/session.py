@@ -28,6 +28,7 @@ from bridge.core.actions import (
 )
 from bridge.core.blocking_plans import (
     BlockingSyntaxError,
+    exec_plan,
     plan_blocking,
     poll_result,
     watch_plan,
@@ -152,6 +153,12 @@ class Session(ClientState):
                 return Reply(NULL_EXEC[self.protocol])
             if not queued and not watches:
                 return Reply(b"*0\r\n")
+            if any(g.covered for g in watches):
+                # Writes from outside the bridge are seen through keyspace events: the server
+                # layer first makes sure every event published before EXEC has arrived.
+                spec = commands.resolve(args)
+                assert spec is not None
+                return Block(args, spec, exec_plan(Transaction(queued, watches)))
             return Transaction(queued, watches)
         if name == b"discard":
             if self.multi is None:
@@ -266,6 +273,9 @@ class Session(ClientState):
             return b"" if action.silent else self._merge_exec(action, frame)
         assert type(action) is Block
         group = action.plan.group
+        if action.plan.kind == "exec":  # EXEC synced with keyspace events
+            group.protocol = action.protocol
+            return b"" if action.silent else self._merge_exec(group, frame)
         if group is not None:  # WATCH
             frame = group.record(frame)
         if action.silent:

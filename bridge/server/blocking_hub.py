@@ -154,6 +154,8 @@ class BlockingHub:
         """
         if plan.kind == "watch":
             return await self._watch(queue, plan), self.min_interval_s
+        if plan.kind == "exec":
+            return await self._exec(queue, plan), self.min_interval_s
         if plan.dollar_positions:
             keys = [plan.poll[p] for p in _dollar_keys(plan)]
             ids_frame = await self._run(queue, last_id_script(keys), BLOCKING)
@@ -384,6 +386,34 @@ class BlockingHub:
         if streams is not None and keyspace is not None and not all(s.live for s in streams):
             await keyspace.until_live(streams, STREAMS_READY_TIMEOUT_S)
         return await self._run(queue, plan.poll, WATCH)
+
+    async def _exec(self, queue: ClientQueue, plan: BlockPlan) -> bytes:
+        """EXEC with watched keys that have keyspace streams: a sync marker on each stream
+        first (one PUBLISH per key), so that a write from anywhere that happened before EXEC
+        has marked the watch dirty; then null at once, or the checking script."""
+        transaction = plan.group
+        keyspace = self.keyspace
+        if keyspace is not None:
+            streams = [s for s in map(keyspace.stream_of, plan.keys) if s is not None]
+            if not await keyspace.sync(streams, queue, WATCH):
+                log.debug("keyspace sync before EXEC timed out: the fingerprints decide")
+        if any(g.dirty for g in transaction.watches):
+            return b"*-1\r\n"
+        done = trio.Event()
+        box: list[bytes] = []
+
+        def deliver(frame: bytes) -> None:
+            box.append(frame)
+            done.set()
+
+        self.dispatcher.submit_transaction(queue, transaction, deliver)
+        await done.wait()
+        frame = box[0]
+        if frame[:1] == b"*" and frame[:3] != b"*-1":
+            for q in transaction.commands:
+                if q.local is None:
+                    self.notify_write(q.spec, q.args)
+        return frame
 
     # -- upstream ------------------------------------------------------------------------
 

@@ -44,6 +44,12 @@ WATCH_CLASSES = "g$lshzxet"
 #: What `on` adds to the upstream's flags (keyspace channel, every class).
 ON_FLAGS = "KA"
 PATTERN_PREFIX = b"__keyspace@*__:"
+#: Where a sync marker is published (matches PATTERN_PREFIX) and how it starts: a message on
+#: the key's channel, not a write, so it breaks no WATCH; other bridges' markers are ignored.
+SYNC_CHANNEL_PREFIX = b"__keyspace@0__:"
+SYNC_MARKER_PREFIX = b"resp-bridge:sync:"
+#: Longest wait for a sync marker (then the fingerprint check alone decides).
+SYNC_TIMEOUT_S = 2.0
 _GLOB_SPECIAL = frozenset(b"*?[]\\")
 
 
@@ -83,7 +89,9 @@ class PatternHub(Protocol):
 class KeyStream:
     """One key's stream, as the pub/sub hub's subscriber."""
 
-    __slots__ = ("failed", "idle_since", "key", "live", "owner", "pattern", "ready", "users")
+    __slots__ = (
+        "failed", "idle_since", "key", "live", "markers", "owner", "pattern", "ready", "users",
+    )  # fmt: skip
 
     #: Tells the pub/sub hub this is the bridge's own subscription (counted as keyspace).
     internal = True
@@ -97,10 +105,17 @@ class KeyStream:
         self.failed = ""
         self.ready = trio.Event()  # set once the stream is live or has failed
         self.idle_since: float | None = None
+        #: Sync markers published and not seen yet, each with the event set when it arrives.
+        self.markers: dict[bytes, trio.Event] = {}
 
     def deliver_push(self, frame_parts: list[bytes]) -> None:
         # pmessage parts, bulk-encoded: [pmessage, pattern, channel, event name]
         event = frame_parts[-1].split(b"\r\n", 2)[1] if len(frame_parts) == 4 else b""
+        if event.startswith(SYNC_MARKER_PREFIX):
+            seen = self.markers.pop(event, None)
+            if seen is not None:
+                seen.set()
+            return
         self.owner.on_change(self.key, event)
 
     def deliver_monitor(self, line: bytes) -> None:
@@ -148,6 +163,7 @@ class Keyspace:
         self.on_key_state: Callable[[bytes, bool], None] = lambda key, up: None
         self.events = 0
         self.refused = 0
+        self._markers = 0
 
     # -- what may be used ----------------------------------------------------------------
 
@@ -185,6 +201,9 @@ class Keyspace:
             held.append(stream)
         return held
 
+    def stream_of(self, key: bytes) -> KeyStream | None:
+        return self._streams.get(key)
+
     def release(self, streams: Iterable[KeyStream]) -> None:
         """The holder is done with these streams (they linger, then close)."""
         now = trio.current_time()
@@ -200,6 +219,27 @@ class Keyspace:
             for stream in streams:
                 await stream.ready.wait()
         return all(s.live for s in streams)
+
+    async def sync(self, streams: list[KeyStream], queue: ClientQueue, source: str) -> bool:
+        """Publish a marker on each live stream's channel (in `queue`'s order) and wait until
+        every marker came back: then every event published before has arrived too (Redis
+        delivers a subscriber's messages in order). False when one did not in time."""
+        waits: list[trio.Event] = []
+        for stream in streams:
+            if not stream.live:
+                continue
+            self._markers += 1
+            token = SYNC_MARKER_PREFIX + str(self._markers).encode()
+            seen = stream.markers[token] = trio.Event()
+            waits.append(seen)
+            channel = SYNC_CHANNEL_PREFIX + stream.key
+            self.dispatcher.submit_command(
+                queue, [b"PUBLISH", channel, token], None, _ignore, source=source
+            )
+        with trio.move_on_after(SYNC_TIMEOUT_S):
+            for seen in waits:
+                await seen.wait()
+        return all(seen.is_set() for seen in waits)
 
     def forget(self, stream: KeyStream) -> None:
         """A stream that could not be opened: the next holder tries a new one."""
@@ -305,6 +345,10 @@ class Keyspace:
         self.dispatcher.submit_command(ClientQueue(), args, None, deliver, source=PROBE)
         await done.wait()
         return box[0]
+
+
+def _ignore(frame: bytes) -> None:
+    """A sync marker's PUBLISH reply (the marker's arrival is what counts)."""
 
 
 _KIND_NAMES = {

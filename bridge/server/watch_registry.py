@@ -37,6 +37,7 @@ class WatchRegistry:
         keyspace = self.keyspace
         if keyspace is not None and keyspace.usable(WATCH_CLASSES):
             streams = keyspace.hold(group.keys)
+            group.covered = streams is not None
         weakref.finalize(group, self._forget, list(group.keys), streams)
         return streams
 
