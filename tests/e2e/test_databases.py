@@ -444,3 +444,33 @@ def test_admin_shows_databases_and_reload_rereads_the_tables(
     finally:
         bridge.stop()
         devserver.stop()
+
+
+def test_blocking_commands_wait_on_their_own_database(numbered: Numbered) -> None:
+    waiter, c0, c1 = numbered.client(1), numbered.client(0), numbered.client(1)
+    c0.rpush("jobs", "for-zero")  # the same key on database 0 wakes nobody on database 1
+    assert waiter.blpop(["jobs"], timeout=1) is None
+    assert c0.lrange("jobs", 0, -1) == [b"for-zero"]
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.blpop(["jobs"], timeout=10)))
+    thread.start()
+    time.sleep(0.3)
+    c1.rpush("jobs", "for-one")
+    thread.join(15)
+    assert got == [(b"jobs", b"for-one")]
+    assert c0.llen("jobs") == 1 and c1.llen("jobs") == 0
+
+
+def test_a_refused_token_of_a_table_stops_the_start_naming_it(
+    devserver: DevServerHandle, tmp_path: Path
+) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'url = "{devserver.url}"\ntoken = "{devserver.token}"\n\n'
+        f'[databases.1]\nurl = "{devserver.url}"\ntoken = "not-the-token"\n'
+    )
+    with pytest.raises(RuntimeError) as caught:
+        start_bridge(str(tmp_path), None, None, "--config", str(config))
+    assert "databases.1: the upstream" in str(caught.value)
+    assert "refused the token (HTTP 401): check the token of [databases.1]" in str(caught.value)
+    assert "not-the-token" not in str(caught.value)
