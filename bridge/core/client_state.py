@@ -38,8 +38,20 @@ class ServerContext(Protocol):
 
     def kill_client(self, client_id: int) -> bool: ...
 
+    def pause_clients(self, mode: str, timeout_s: float) -> None:
+        """CLIENT PAUSE: hold every client's write ("write") or all ("all") commands."""
+
+    def unpause_clients(self) -> None: ...
+
+    def note_refusal(self, client: ClientState, command: str, reason: str) -> None:
+        """A command `client` sent was refused locally (counted, logged once per reason)."""
+
     def database_problem(self, index: int) -> str | None:
         """None when database `index` can be SELECTed, else the error text to reply."""
+        ...
+
+    def database_count(self) -> int:
+        """What CONFIG GET databases reports: the highest number served + 1."""
         ...
 
     def databases_share_server(self) -> bool:

@@ -99,8 +99,11 @@ _LOCAL = frozenset(
         "info",  # the upstream's INFO merged with a "# Bridge" section
         "client",  # the bridge's own clients: SETNAME, LIST, KILL, UNBLOCK, REPLY, ...
         "command",  # answered from this table
-        "config",  # container: CONFIG GET is local, the other subcommands are refused below
-        "config|get",
+        "config|get",  # forwarded, merged with a few local values the upstream leaves out
+        "wait",  # a standalone Redis without replicas: 0
+        "pubsub|channels",  # this bridge's subscribers (its upstream streams are shared)
+        "pubsub|numsub",
+        "pubsub|numpat",
         "config|help",
     }
 )
@@ -115,7 +118,6 @@ _BLOCKING = frozenset(
 
 REASON_CLUSTER = "cluster commands are not supported by the REST API"
 REASON_REPLICATION = "replication is not available over the REST API"
-REASON_CONFIG = "server configuration is managed by the provider"
 REASON_PERSISTENCE = "persistence is managed by the provider"
 REASON_TRACKING = "client-side caching is not supported by the bridge"
 
@@ -131,7 +133,6 @@ _REFUSED: Mapping[str, str] = {
     "psync": REASON_REPLICATION,
     "replconf": REASON_REPLICATION,
     "failover": REASON_REPLICATION,
-    "wait": REASON_REPLICATION,
     "waitaof": REASON_REPLICATION,
     "shutdown": "would shut down the upstream server",
     "debug": "DEBUG is not available over the REST API",
@@ -141,13 +142,8 @@ _REFUSED: Mapping[str, str] = {
     "migrate": "MIGRATE needs a direct connection between servers; not available over the REST API",
     "ssubscribe": "sharded pub/sub is not available over the REST API",
     "sunsubscribe": "sharded pub/sub is not available over the REST API",
-    "config|set": REASON_CONFIG,
-    "config|rewrite": REASON_CONFIG,
-    "config|resetstat": REASON_CONFIG,
     "client|tracking": REASON_TRACKING,
     "client|caching": REASON_TRACKING,
-    "client|pause": "CLIENT PAUSE is not supported by the bridge",
-    "client|unpause": "CLIENT PAUSE is not supported by the bridge",
     "module|load": "modules are managed by the provider",
     "module|loadex": "modules are managed by the provider",
     "module|unload": "modules are managed by the provider",

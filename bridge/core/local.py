@@ -8,7 +8,6 @@ answer needs the upstream (INFO). No I/O.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 
 from bridge import errors
@@ -16,6 +15,7 @@ from bridge.core import commands
 from bridge.core.actions import Forward
 from bridge.core.client_state import ClientState
 from bridge.core.commands import CommandSpec
+from bridge.core.glob import glob_match
 from bridge.core.resp import (
     OK,
     encode_array,
@@ -396,6 +396,74 @@ def _client_kill(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(killed))
 
 
+def _client_pause(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    """CLIENT PAUSE <ms> [WRITE|ALL]: the bridge holds its own clients' commands (the
+    upstream server itself is not paused)."""
+    try:
+        timeout_ms = int(args[2])
+    except ValueError:
+        return _err("ERR timeout is not an integer or out of range")
+    if timeout_ms < 0:
+        return _err("ERR timeout is negative")
+    mode = "all"
+    if len(args) == 4:
+        word = args[3].lower()
+        if word not in (b"write", b"all"):
+            return _err("ERR CLIENT PAUSE mode must be WRITE or ALL")
+        mode = word.decode()
+    elif len(args) > 4:
+        return _err(
+            "ERR unknown subcommand or wrong number of arguments for 'PAUSE'. Try CLIENT HELP."
+        )
+    session.context.pause_clients(mode, timeout_ms / 1000)
+    return _ok(OK)
+
+
+def _client_unpause(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    session.context.unpause_clients()
+    return _ok(OK)
+
+
+def _wait(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    """WAIT as a standalone Redis with no replicas: 0 replicas acknowledged. Replies go out
+    in command order, so the client has its earlier writes' replies (each acknowledged by
+    the upstream) before this one. Unlike Redis, WAIT n>0 does not sit out its timeout."""
+    try:
+        int(args[1])
+    except ValueError:
+        return _err("ERR value is not an integer or out of range")
+    try:
+        timeout = int(args[2])
+    except ValueError:
+        return _err("ERR timeout is not an integer or out of range")
+    if timeout < 0:
+        return _err("ERR timeout is negative")
+    return _ok(encode_int(0))
+
+
+# -- PUBSUB introspection: this bridge's own subscribers ---------------------------------------
+
+
+def _pubsub_channels(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    pattern = args[2] if len(args) > 2 else None
+    names = {ch for s in session.context.sessions() for ch in s.channels}
+    found = sorted(n for n in names if pattern is None or glob_match(pattern, n))
+    return _ok(encode_array([encode_bulk(n) for n in found]))
+
+
+def _pubsub_numsub(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    sessions = list(session.context.sessions())
+    items: list[bytes] = []
+    for ch in args[2:]:  # a flat array in RESP3 too, as Redis 7.0 sends it
+        items += [encode_bulk(ch), encode_int(sum(ch in s.channels for s in sessions))]
+    return _ok(encode_array(items))
+
+
+def _pubsub_numpat(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
+    # Redis 7.0 counts distinct patterns, not subscriptions.
+    return _ok(encode_int(len({p for s in session.context.sessions() for p in s.patterns})))
+
+
 def _client_getredir(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     return _ok(encode_int(-1))
 
@@ -430,7 +498,25 @@ def _command_count(session: ClientState, args: list[bytes]) -> tuple[bytes, bool
 
 
 def _command_list(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
-    names = sorted(s.name for s in commands.all_commands())
+    """Every command and subcommand (`config|get`), as Redis 7.0, optionally FILTERBY
+    MODULE (no module commands here: empty), ACLCAT (case-insensitive) or PATTERN (a
+    case-insensitive glob over the full name)."""
+    specs = list(commands.walk_commands())
+    if len(args) > 2:
+        # Redis' parser: FILTERBY <type> <arg> must be the last three arguments.
+        if len(args) != 5 or args[2].lower() != b"filterby":
+            return _err("ERR syntax error")
+        kind, arg = args[3].lower(), args[4]
+        if kind == b"module":
+            specs = []
+        elif kind == b"aclcat":
+            category = "@" + arg.decode("utf-8", "replace").lower()
+            specs = [s for s in specs if category in (c.lower() for c in s.acl_categories)]
+        elif kind == b"pattern":
+            specs = [s for s in specs if glob_match(arg, s.name.encode(), nocase=True)]
+        else:
+            return _err("ERR syntax error")
+    names = sorted(s.name for s in specs)
     return _ok(encode_array([encode_bulk(n.encode()) for n in names]))
 
 
@@ -459,15 +545,39 @@ def _command_docs(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]
 # -- CONFIG GET / INFO -----------------------------------------------------------------------
 
 
-def _config_get(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
-    found: dict[str, str] = {}
+def _config_get(session: ClientState, args: list[bytes]) -> Forward:
+    """CONFIG GET goes upstream (it decides what it shows; Upstash: notify-keyspace-events);
+    a parameter it leaves out comes from STATIC_CONFIG when a pattern matches it, so tools
+    reading `save`, `appendonly` or `databases` still get plausible values. An upstream
+    error gives the local answers alone when there are any."""
+    local_pairs: dict[bytes, bytes] = {}
     for pattern in args[2:]:
-        pat = pattern.decode("utf-8", "replace").lower()
         for key, value in STATIC_CONFIG.items():
-            if fnmatch.fnmatchcase(key, pat):
-                found[key] = value
-    pairs = [(encode_bulk(k.encode()), encode_bulk(v.encode())) for k, v in found.items()]
-    return _ok(encode_map(pairs, session.protocol))
+            if glob_match(pattern, key.encode(), nocase=True):
+                local_pairs[key.encode()] = value.encode()
+    if b"databases" in local_pairs:  # the numbers this bridge serves (SELECT 0..n-1)
+        local_pairs[b"databases"] = str(session.context.database_count()).encode()
+
+    def post(frame: bytes) -> bytes:
+        if frame[:1] == b"-":
+            return encode_resp2(_flat(local_pairs)) if local_pairs else frame
+        value = parse_frame(frame)
+        if not isinstance(value, list):
+            return frame
+        found = dict(zip(value[0::2], value[1::2], strict=False))
+        missing = {k: v for k, v in local_pairs.items() if k not in found}
+        if not missing:
+            return frame
+        return encode_resp2(value + _flat(missing))
+
+    return Forward(args, commands.lookup("config|get"), post=post)
+
+
+def _flat(pairs: dict[bytes, bytes]) -> list[object]:
+    out: list[object] = []
+    for key, value in pairs.items():
+        out += [key, value]
+    return out
 
 
 def _info(session: ClientState, args: list[bytes]) -> tuple[bytes, bool] | Forward:
@@ -542,6 +652,12 @@ _HANDLERS: dict[str, Callable[[ClientState, list[bytes]], tuple[bytes, bool] | F
     "client|reply": _client_reply,
     "client|kill": _client_kill,
     "client|getredir": _client_getredir,
+    "client|pause": _client_pause,
+    "client|unpause": _client_unpause,
+    "wait": _wait,
+    "pubsub|channels": _pubsub_channels,
+    "pubsub|numsub": _pubsub_numsub,
+    "pubsub|numpat": _pubsub_numpat,
     "client|help": _client_help,
     "command": _command,
     "command|count": _command_count,
@@ -564,9 +680,11 @@ _HANDLERS: dict[str, Callable[[ClientState, list[bytes]], tuple[bytes, bool] | F
     ),
     "config|help": _help(
         [
-            "CONFIG <subcommand> [<arg> ...]. Subcommands handled by resp-bridge are:",
-            "GET <pattern>: the few parameters clients read at start (save, appendonly, ...).",
-            "SET, REWRITE and RESETSTAT are refused: the provider manages the server.",
+            "CONFIG <subcommand> [<arg> ...]. Through resp-bridge:",
+            "GET <pattern> [<pattern> ...]: the upstream's answer, plus plausible values for",
+            "    what it does not show that clients read at start (save, appendonly, ...).",
+            "SET, REWRITE, RESETSTAT: the upstream decides (Upstash: only",
+            "    notify-keyspace-events can be set).",
         ]
     ),
 }

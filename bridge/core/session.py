@@ -98,16 +98,23 @@ class Session(ClientState):
             return self._pubsub(name, args)
         if route is Route.BLOCKING:
             return self._block(args, spec)
-        return self._error(errors.refused(spec.name, spec.reason or "not available over REST"))
+        reason = spec.reason or "not available over REST"
+        return self._refuse(spec.name, reason, errors.refused(spec.name, reason))
 
     # -- helpers ---------------------------------------------------------------------------
 
     def _error(self, text: str) -> Reply:
         return Reply(encode_error(text))
 
+    def _refuse(self, command: str, reason: str, text: str) -> Reply:
+        """A command the bridge will not run: the server counts it by reason (admin STATS,
+        METRICS) and logs it once per client and reason, so operators see what apps try."""
+        self.context.note_refusal(self, command, reason)
+        return Reply(encode_error(text))
+
     def _forward(self, args: list[bytes], spec: CommandSpec) -> Action:
         if "write" in spec.flags and self.context.read_only:
-            return self._error(errors.READ_ONLY)
+            return self._refuse(spec.name, "read-only mode", errors.READ_ONLY)
         if spec.name in ("xread", "xreadgroup") and _has_block(args):
             return self._block(args, spec)
         if spec.name == "copy" and len(args) > 4:
@@ -118,7 +125,7 @@ class Session(ClientState):
 
     def _block(self, args: list[bytes], spec: CommandSpec) -> Action:
         if "write" in spec.flags and self.context.read_only:
-            return self._error(errors.READ_ONLY)
+            return self._refuse(spec.name, "read-only mode", errors.READ_ONLY)
         try:
             plan = plan_blocking(args)
         except BlockingSyntaxError as exc:
@@ -130,6 +137,10 @@ class Session(ClientState):
         if isinstance(result, Forward):
             return result
         data, close = result
+        if data[:1] == b"-" and _REFUSED_MARK in data:
+            # A local refusal ("ERR SELECT inside MULTI is not supported by the bridge: why").
+            reason = data[data.index(_REFUSED_MARK) + len(_REFUSED_MARK) :].partition(b": ")[2]
+            self.context.note_refusal(self, spec.name, reason.strip().decode("utf-8", "replace"))
         # RESET also ended the connection's subscriptions: the server drops them upstream.
         return Reply(data, close=close, reset=spec.name == "reset")
 
@@ -231,13 +242,13 @@ class Session(ClientState):
             if not commands.check_arity(spec, len(args)):
                 self.multi_dirty = True
                 return self._error(errors.wrong_arity(_display_name(spec)))
-            if spec.route in (Route.PUBSUB, Route.REFUSED) or spec.name == "info":
+            if spec.route in (Route.PUBSUB, Route.REFUSED):
                 self.multi_dirty = True
                 reason = spec.reason or "not available inside MULTI through the bridge"
-                return self._error(errors.refused(spec.name, reason))
+                return self._refuse(spec.name, reason, errors.refused(spec.name, reason))
             if "write" in spec.flags and self.context.read_only:
                 self.multi_dirty = True
-                return self._error(errors.READ_ONLY)
+                return self._refuse(spec.name, "read-only mode", errors.READ_ONLY)
             if spec.route is Route.TRANSACTION:  # UNWATCH: queued like Redis, a no-op here
                 self.multi.append(QueuedCommand(args, spec, OK))
                 return Reply(QUEUED)
@@ -248,9 +259,9 @@ class Session(ClientState):
                 return Reply(QUEUED)
             if spec.route is Route.LOCAL:
                 result = local.run(self, args, spec)
-                if isinstance(result, Forward):
-                    self.multi_dirty = True
-                    return self._error(errors.refused(spec.name, "not available inside MULTI"))
+                if isinstance(result, Forward):  # INFO, CONFIG GET: upstream, then merged
+                    self.multi.append(_queued_forward(result))
+                    return Reply(QUEUED)
                 self.multi.append(QueuedCommand(args, spec, result[0]))
                 return Reply(QUEUED)
         self.multi.append(QueuedCommand(args, spec, None))
@@ -348,8 +359,23 @@ _SUBSCRIBED_OK = frozenset(
     }
 )  # fmt: skip
 
+#: What every local refusal's text says before its reason ("... is not supported by ...: why").
+_REFUSED_MARK = b" is not supported by "
+
 # Commands never queued by MULTI: they act on the transaction or the connection itself.
 _NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})
+
+
+def _queued_forward(forward: Forward) -> QueuedCommand:
+    """A local command that needs the upstream, queued: its `post` runs on EXEC's item."""
+    rewrite = forward.post
+
+    def post(frame: bytes, protocol: int) -> bytes:
+        if rewrite is not None:
+            frame = rewrite(frame)
+        return frame if protocol == 2 else encode_resp3_frame(forward.spec, forward.args, frame)
+
+    return QueuedCommand(forward.args, forward.spec, None, post)
 
 
 def _queued_without_blocking(args: list[bytes], spec: CommandSpec) -> QueuedCommand:

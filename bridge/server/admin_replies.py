@@ -87,6 +87,8 @@ def stats_reply(state: BridgeState) -> dict[str, Any]:
         "errors_total": sum(s.errors.values()),
         "errors": dict(sorted(s.errors.items())),
         "protocol_errors": s.protocol_errors,
+        "refused_total": sum(s.refused.values()),
+        "refused": {f"{cmd}: {why}": n for (cmd, why), n in sorted(s.refused.items())},
         "upstream_latency_ms": {
             "p50": latency.quantile(0.5),
             "p90": latency.quantile(0.9),
@@ -268,6 +270,12 @@ def prometheus_text(state: BridgeState) -> str:
     family(
         "resp_bridge_upstream_errors_total", "counter", "Failed upstream requests, by kind.",
         [(f'{{kind="{_label(kind)}"}}', n) for kind, n in sorted(s.errors.items())],
+    )  # fmt: skip
+    family(
+        "resp_bridge_refused_commands_total", "counter",
+        "Commands the bridge refused itself (not sent upstream), by command and reason.",
+        [(f'{{command="{_label(cmd)}",reason="{_label(why)}"}}', n)
+         for (cmd, why), n in sorted(s.refused.items())],
     )  # fmt: skip
     family(
         "resp_bridge_protocol_errors_total", "counter", "Clients dropped for protocol errors.",

@@ -62,6 +62,8 @@ class Stats:
     bytes_in: int = 0
     bytes_out: int = 0
     protocol_errors: int = 0
+    #: Commands the bridge refused itself, by (command, reason): what apps try that it lacks.
+    refused: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     upstream_latency: Histogram = field(default_factory=Histogram)
     #: Upstream commands by what caused them, budgets (bridge.server.cost).

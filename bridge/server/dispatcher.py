@@ -40,6 +40,8 @@ log = logging.getLogger("bridge.dispatcher")
 PIPE, SINGLE, MULTI = 0, 1, 2
 #: JSON overhead per argument ("...",) used to estimate request size.
 _ARG_OVERHEAD = 4
+#: Commands CLIENT PAUSE WRITE holds besides those flagged write (Redis' may-replicate).
+_MAY_REPLICATE = frozenset({"eval", "evalsha", "fcall", "publish", "spublish", "pfcount"})
 #: One retry at most, and only while this fraction of the timeout is left.
 MAX_RETRIES = 1
 RETRY_BACKOFF_S = 0.05
@@ -116,6 +118,11 @@ class Dispatcher:
         self._free = limits.max_in_flight
         self.paused = False
         self.in_flight = 0
+        #: CLIENT PAUSE: "" (none), "write" (hold commands that may write) or "all".
+        self.client_pause = ""
+        self._client_pause_until = 0.0
+        #: Queues whose next command waits for the CLIENT PAUSE to end (still `scheduled`).
+        self._held: list[ClientQueue] = []
 
     # -- turning commands into upstream work: the one place the request form is chosen -------
 
@@ -196,11 +203,47 @@ class Dispatcher:
         self.paused = paused
         self._wakeup.set()
 
+    def pause_clients(self, mode: str, timeout_s: float) -> None:
+        """CLIENT PAUSE: hold every client's commands that may write ("write") or all of
+        them ("all") for `timeout_s`; commands already sent finish. As in Redis, a pause of
+        the same mode extends to the later end, another mode replaces it."""
+        until = trio.current_time() + timeout_s
+        if mode == self.client_pause:
+            until = max(until, self._client_pause_until)
+        self.client_pause, self._client_pause_until = mode, until
+        self._wakeup.set()
+
+    def unpause_clients(self) -> None:
+        """CLIENT UNPAUSE (or the pause's end): held commands go in arrival order."""
+        self.client_pause = ""
+        self._ready.extend(self._held)
+        self._held.clear()
+        self._wakeup.set()
+
+    def _holds(self, item: Pending) -> bool:
+        """Whether the CLIENT PAUSE in force holds `item` (Redis: write or may-replicate
+        commands in WRITE mode; transactions and unknown commands count as writes here)."""
+        if self.client_pause == "all":
+            return True
+        spec = item.spec
+        return (
+            item.kind == MULTI
+            or spec is None
+            or "write" in spec.flags
+            or spec.name in _MAY_REPLICATE
+        )
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                await self._wakeup.wait()
+                if self.client_pause:
+                    with trio.move_on_at(self._client_pause_until):
+                        await self._wakeup.wait()
+                    if self.client_pause and trio.current_time() >= self._client_pause_until:
+                        self.unpause_clients()
+                else:
+                    await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 while self._ready and self._free > 0 and not self.paused:
                     batch = self._take_batch()
@@ -225,6 +268,10 @@ class Dispatcher:
                 queue.scheduled = False
                 continue
             first = queue.items[0]
+            if self.client_pause and self._holds(first):
+                ready.popleft()  # stays `scheduled`: unpause_clients puts it back in line
+                self._held.append(queue)
+                continue
             if first.kind != PIPE:
                 if batch:
                     break  # send the pipeline first; this one goes next, alone
@@ -242,7 +289,7 @@ class Dispatcher:
             items = queue.items
             while items:
                 item = items[0]
-                if item.kind != PIPE:
+                if item.kind != PIPE or (self.client_pause and self._holds(item)):
                     break
                 if taken and (
                     count >= limits.max_batch_commands or size + item.size > limits.max_batch_bytes

@@ -187,6 +187,8 @@ class BridgeState:
         self.databases = Databases(config, self.stats, upstream)
         self.connections: dict[int, ClientConnection] = {}
         self._ids = itertools.count(1)
+        #: (command, reason) pairs already logged, per client id (dropped with the client).
+        self._refusals_logged: dict[int, set[tuple[str, str]]] = {}
 
     # -- ServerContext -----------------------------------------------------------------------
 
@@ -208,6 +210,27 @@ class BridgeState:
 
     def database_count(self) -> int:
         return self.databases.count_served()
+
+    def pause_clients(self, mode: str, timeout_s: float) -> None:
+        """CLIENT PAUSE <timeout> WRITE|ALL: held in the dispatcher, for every client."""
+        log.info("CLIENT PAUSE %s for %.3f s: %s commands are held", mode.upper(), timeout_s,
+                 "write" if mode == "write" else "all forwarded")  # fmt: skip
+        self.dispatcher.pause_clients(mode, timeout_s)
+
+    def unpause_clients(self) -> None:
+        self.dispatcher.unpause_clients()
+
+    def note_refusal(self, client: ClientState, command: str, reason: str) -> None:
+        """Count a locally refused command; log it at INFO the first time this client gets
+        this refusal (an app retrying in a loop logs one line, not thousands)."""
+        self.stats.refused[command, reason] += 1
+        seen = self._refusals_logged.setdefault(client.id, set())
+        if (command, reason) not in seen:
+            seen.add((command, reason))
+            lib = client.lib_name.decode("latin-1") or "unknown"
+            name = command.replace("|", " ").upper()
+            log.info("client %d (%s, lib %s) sent %s: refused, %s",
+                     client.id, client.addr or "?", lib, name, reason)  # fmt: skip
 
     def bridge_info(self) -> str:
         s = self.stats
@@ -250,6 +273,7 @@ class BridgeState:
 
     def unregister(self, conn: ClientConnection) -> None:
         self.connections.pop(conn.id, None)
+        self._refusals_logged.pop(conn.id, None)
 
     # -- replies -----------------------------------------------------------------------------
 

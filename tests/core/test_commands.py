@@ -361,6 +361,12 @@ ROUTES: dict[Route, list[str]] = {
         "command|list",
         "command|getkeys",
         "config|get",
+        "client|pause",
+        "client|unpause",
+        "wait",
+        "pubsub|numsub",
+        "pubsub|numpat",
+        "pubsub|channels",
     ],
     Route.FORWARD: [
         "get",
@@ -373,7 +379,10 @@ ROUTES: dict[Route, list[str]] = {
         "eval",
         "script|load",
         "object|freq",
-        "pubsub|numsub",
+        "pubsub|shardnumsub",
+        "config|set",
+        "config|rewrite",
+        "config|resetstat",
         "flushall",
         "role",
         "memory|stats",
@@ -407,7 +416,6 @@ ROUTES: dict[Route, list[str]] = {
         "failover",
         "migrate",
         "module|load",
-        "wait",
         "waitaof",
         "ssubscribe",
         "sunsubscribe",
@@ -416,10 +424,6 @@ ROUTES: dict[Route, list[str]] = {
         "bgrewriteaof",
         "client|tracking",
         "client|caching",
-        "client|pause",
-        "config|set",
-        "config|rewrite",
-        "config|resetstat",
         "script|debug",
     ],
 }
@@ -446,7 +450,6 @@ def test_refused_commands_say_why() -> None:
         return spec.reason
 
     assert reason("client|tracking") == "client-side caching is not supported by the bridge"
-    assert reason("config|set") == "server configuration is managed by the provider"
     assert lookup("move").route is lookup("swapdb").route is Route.LOCAL  # type: ignore[union-attr]
     assert reason("cluster|nodes") == "cluster commands are not supported by the REST API"
     assert reason("replicaof") == "replication is not available over the REST API"
@@ -462,7 +465,7 @@ def test_blocking_flagged_commands_are_all_decided() -> None:
         "waitaof": Route.REFUSED,
     }
     wait = lookup("wait")
-    assert wait is not None and wait.route is Route.REFUSED
+    assert wait is not None and wait.route is Route.LOCAL  # a standalone Redis: 0 replicas
 
 
 def test_pubsub_flagged_commands_are_routed_to_pubsub_or_forwarded() -> None:

@@ -112,7 +112,6 @@ def test_unknown_command_and_arity(r: redis.Redis) -> None:
         ("REPLICAOF", "NO", "ONE"),
         ("SHUTDOWN",),
         ("DEBUG", "SLEEP", "0"),
-        ("CONFIG", "SET", "maxmemory", "1"),
     ],
 )
 def test_refused_commands_name_the_command_and_reason(r: redis.Redis, command: tuple) -> None:

@@ -104,9 +104,7 @@ def _both(ports: tuple[int, int], script: Script, protocol: int = 2) -> tuple[li
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_transaction_replies_equal_redis(
-    ports: tuple[int, int], name: str, protocol: int
-) -> None:
+def test_transaction_replies_equal_redis(ports: tuple[int, int], name: str, protocol: int) -> None:
     direct, through = _both(ports, SCRIPTS[name], protocol)
     assert through == direct
 
