@@ -34,7 +34,9 @@ import trio
 
 from bridge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
 
-#: Bytes asked of the socket per read.
+#: Bytes asked of the socket per read, into a buffer each connection keeps: `recv(n)` would
+#: allocate n bytes per call, and above glibc's mmap threshold (128 KB) that is an mmap,
+#: an mremap and a munmap per response.
 RECV_SIZE = 256 * 1024
 #: An idle connection older than this is closed instead of reused (httpx's default too):
 #: servers drop idle keep-alive connections after a while, and reusing one at the moment the
@@ -147,7 +149,7 @@ class _Connection:
     than the request itself on a fast upstream.
     """
 
-    __slots__ = ("origin", "parser", "reader", "sock", "tls", "used_at")
+    __slots__ = ("buffer", "origin", "parser", "reader", "sock", "tls", "used_at")
 
     def __init__(self, origin: Origin, sock: socket.socket) -> None:
         self.origin = origin
@@ -156,6 +158,8 @@ class _Connection:
         self.reader = _Reader()
         self.parser = httptools.HttpResponseParser(self.reader)
         self.used_at = time.monotonic()
+        #: Reads land here; httptools copies what it keeps (header values, body chunks).
+        self.buffer = memoryview(bytearray(RECV_SIZE))
 
     def stale(self, now: float) -> bool:
         """True if the connection must not be reused: expired, closed by the peer (EOF), or
@@ -394,6 +398,7 @@ class HttpClient:
         parser = conn.parser
         sock = conn.sock
         tls = conn.tls
+        buffer = conn.buffer
         while not reader.complete:
             try:
                 if sock is None:
@@ -402,19 +407,19 @@ class HttpClient:
                 if not (tls and sock.pending()):  # type: ignore[attr-defined]
                     await trio.lowlevel.wait_readable(sock)
                 try:
-                    data = sock.recv(RECV_SIZE)
+                    n = sock.recv_into(buffer)
                 except (BlockingIOError, ssl.SSLWantReadError):
                     continue
                 except ssl.SSLWantWriteError:
                     await trio.lowlevel.wait_writable(sock)
                     continue
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                    data = b""  # closed, with or without close_notify (as browsers accept)
+                    n = 0  # closed, with or without close_notify (as browsers accept)
             except (OSError, trio.ClosedResourceError) as exc:
                 raise UpstreamError(
                     f"ReadError: connection lost while waiting for the answer: {_os_text(exc)}"
                 ) from exc
-            if not data:
+            if not n:
                 if reader.headers_done and _until_close(reader.headers):
                     return _response(reader, parser), False
                 raise UpstreamError(
@@ -422,7 +427,7 @@ class HttpClient:
                     + ("in the middle of the answer" if reader.headers else "without answering")
                 )
             try:
-                parser.feed_data(data)
+                parser.feed_data(buffer[:n])
             except httptools.HttpParserError as exc:
                 if reader.complete:  # bytes after the answer: keep it, drop the connection
                     return _response(reader, parser), False
