@@ -3,9 +3,9 @@
 The bridge sends two request shapes to one upstream, with fixed headers; a general-purpose
 stack (httpx → httpcore → h11) spent most of the bridge's CPU per command on flexibility it
 does not use. Here a request is one `bytes` built from a prepared header block, written with
-one `send` on a plain non-blocking socket (an `ssl.SSLSocket` over it for HTTPS), waited on
-with trio's wait_readable/wait_writable, and the response is
-parsed by httptools (llhttp, C): Content-Length, chunked and read-until-close bodies.
+one `send` on a plain non-blocking socket (an `ssl.SSLSocket` over it for HTTPS) waited on
+with trio's wait_readable/wait_writable, and the response is parsed by httptools (llhttp,
+C): Content-Length, chunked and read-until-close bodies.
 
 Connections are kept alive in a small LIFO pool (at most `max_connections`, idle ones expire
 after KEEPALIVE_EXPIRY_S). Every failure maps to the upstream exception tree of
@@ -293,8 +293,8 @@ class HttpClient:
         # The deadline struck: before a connection was ours nothing was sent.
         if not acquired:
             raise UpstreamUnavailable(
-                f"PoolTimeout: no upstream connection to {self.origin.netloc} within "
-                f"{self.timeout_s:g}s"
+                f"PoolTimeout: no upstream connection to {self.origin.netloc} ready within "
+                f"{self.timeout_s:g}s ({self.max_connections} at most)"
             )
         raise UpstreamTimeout(f"ReadTimeout: no complete answer within {self.timeout_s:g}s")
 
