@@ -104,3 +104,10 @@ def test_move_swapdb_copy_forwarded_when_one_server_holds_every_number() -> None
     # The REST API binds each token to its logical database: SWAPDB stays refused.
     assert reply(s, b"SWAPDB", b"0", b"2").startswith(b"-ERR SWAPDB is not supported")
     assert reply(s, b"MOVE", b"k", b"5").startswith(b"-ERR DB index 5 is not configured")
+
+
+def test_config_get_databases_reports_the_numbers_served() -> None:
+    action = make(count=16).handle([b"CONFIG", b"GET", b"databases"])
+    assert isinstance(action, Forward) and action.post is not None
+    # Upstash shows only notify-keyspace-events: the count comes from the bridge.
+    assert action.post(b"*0\r\n") == b"*2\r\n$9\r\ndatabases\r\n$2\r\n16\r\n"
