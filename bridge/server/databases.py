@@ -98,6 +98,8 @@ class Databases:
         self._nursery: trio.Nursery | None = None
         #: Admin PAUSE holds every database's commands (those opened meanwhile too).
         self.paused = False
+        #: CLIENT PAUSE in force: (mode, trio deadline), applied to databases opened later.
+        self._client_pause: tuple[str, float] | None = None
         #: Numbers 0..count-1 are served (embedded: once `run` knows the devserver's token).
         self.count = EMBEDDED_DATABASES if config.embedded else 0
         if not config.embedded:
@@ -130,6 +132,10 @@ class Databases:
             number, rest_client(self.config, *target, resp2), self.config, self.stats
         )
         db.dispatcher.set_paused(self.paused)
+        if self._client_pause is not None:
+            mode, until = self._client_pause
+            if until > trio.current_time():
+                db.dispatcher.pause_clients(mode, until - trio.current_time())
         self._open[number] = db
         self._nursery.start_soon(self._serve, db)
         return db
@@ -139,6 +145,17 @@ class Databases:
         self.paused = paused
         for db in self._open.values():
             db.dispatcher.set_paused(paused)
+
+    def pause_clients(self, mode: str, timeout_s: float) -> None:
+        """CLIENT PAUSE for the numbered databases (database 0's is the caller's)."""
+        self._client_pause = (mode, trio.current_time() + timeout_s)
+        for db in self._open.values():
+            db.dispatcher.pause_clients(mode, timeout_s)
+
+    def unpause_clients(self) -> None:
+        self._client_pause = None
+        for db in self._open.values():
+            db.dispatcher.unpause_clients()
 
     @property
     def in_flight(self) -> int:

@@ -216,9 +216,11 @@ class BridgeState:
         log.info("CLIENT PAUSE %s for %.3f s: %s commands are held", mode.upper(), timeout_s,
                  "write" if mode == "write" else "all forwarded")  # fmt: skip
         self.dispatcher.pause_clients(mode, timeout_s)
+        self.databases.pause_clients(mode, timeout_s)
 
     def unpause_clients(self) -> None:
         self.dispatcher.unpause_clients()
+        self.databases.unpause_clients()
 
     def note_refusal(self, client: ClientState, command: str, reason: str) -> None:
         """Count a locally refused command; log it at INFO the first time this client gets

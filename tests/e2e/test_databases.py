@@ -474,3 +474,16 @@ def test_a_refused_token_of_a_table_stops_the_start_naming_it(
     assert "databases.1: the upstream" in str(caught.value)
     assert "refused the token (HTTP 401): check the token of [databases.1]" in str(caught.value)
     assert "not-the-token" not in str(caught.value)
+
+
+def test_client_pause_holds_writes_on_every_database(numbered: Numbered) -> None:
+    c0, c1 = numbered.client(0), numbered.client(1)
+    assert c1.set("before", "1") is True  # database 1 opened before the pause
+    assert c0.execute_command("CLIENT", "PAUSE", 600, "WRITE") in (True, b"OK")
+    started = time.monotonic()
+    assert c1.get("before") == b"1"  # reads go on
+    read_s = time.monotonic() - started
+    assert c1.set("held", "1") is True
+    write_s = time.monotonic() - started
+    assert read_s < 0.4 <= write_s, (read_s, write_s)
+    assert c0.execute_command("CLIENT", "UNPAUSE") in (True, b"OK")
