@@ -137,12 +137,18 @@ class Session(ClientState):
         if isinstance(result, Forward):
             return result
         data, close = result
-        if data[:1] == b"-" and _REFUSED_MARK in data:
-            # A local refusal ("ERR SELECT inside MULTI is not supported by the bridge: why").
-            reason = data[data.index(_REFUSED_MARK) + len(_REFUSED_MARK) :].partition(b": ")[2]
-            self.context.note_refusal(self, spec.name, reason.strip().decode("utf-8", "replace"))
+        self._note_local_refusal(spec, data)
         # RESET also ended the connection's subscriptions: the server drops them upstream.
         return Reply(data, close=close, reset=spec.name == "reset")
+
+    def _note_local_refusal(self, spec: CommandSpec, data: bytes) -> bool:
+        """Whether a local reply is a refusal ("ERR SELECT inside MULTI is not supported by
+        the bridge: why"); if so it is counted and logged like the table's refusals."""
+        if data[:1] != b"-" or _REFUSED_MARK not in data:
+            return False
+        reason = data[data.index(_REFUSED_MARK) + len(_REFUSED_MARK) :].partition(b": ")[2]
+        self.context.note_refusal(self, spec.name, reason.strip().decode("utf-8", "replace"))
+        return True
 
     def _transaction(self, name: bytes, args: list[bytes]) -> Action:
         if name == b"multi":
@@ -262,6 +268,11 @@ class Session(ClientState):
                 if isinstance(result, Forward):  # INFO, CONFIG GET: upstream, then merged
                     self.multi.append(_queued_forward(result))
                     return Reply(QUEUED)
+                if self._note_local_refusal(spec, result[0]):
+                    # Refused (SELECT inside MULTI): answered now, EXEC aborts, as in Redis
+                    # for a command rejected at queue time.
+                    self.multi_dirty = True
+                    return Reply(result[0])
                 self.multi.append(QueuedCommand(args, spec, result[0]))
                 return Reply(QUEUED)
         self.multi.append(QueuedCommand(args, spec, None))

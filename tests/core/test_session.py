@@ -229,3 +229,12 @@ def test_urls_with_credentials_are_refused_without_echoing_them(url: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(cli={"url": url, "token": "t"}, environ={})
     assert "SECRET" not in str(info.value)
+
+
+def test_a_refusal_inside_multi_is_answered_at_queue_time_and_counted() -> None:
+    s = make()
+    assert reply(s, b"MULTI") == b"+OK\r\n"
+    assert reply(s, b"SELECT", b"1").startswith(b"-ERR SELECT inside MULTI is not supported")
+    assert reply(s, b"CLUSTER", b"INFO").startswith(b"-ERR 'cluster|info' is not supported")
+    assert reply(s, b"EXEC").startswith(b"-EXECABORT")
+    assert [c for c, _ in s.context.refusals] == ["select", "cluster|info"]  # type: ignore[attr-defined]
