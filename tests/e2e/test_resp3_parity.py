@@ -127,6 +127,13 @@ CASES: list[tuple[str, Setup, tuple[Any, ...]]] = [
     ("echo", [], ("ECHO", "hi")),
     ("dbsize", [("SET", "k", "v")], ("DBSIZE",)),
     ("wrongtype", [("SET", "k", "v")], ("LPUSH", "k", "x")),
+    # Introspection and server commands (issue 15; more in test_introspection_parity.py).
+    ("config-get-notify", [], ("CONFIG", "GET", "notify-keyspace-events")),
+    ("command-info-sub", [], ("COMMAND", "INFO", "config|get", "get")),
+    ("pubsub-numsub", [], ("PUBSUB", "NUMSUB", "parity:none")),
+    ("pubsub-channels", [], ("PUBSUB", "CHANNELS", "parity:*")),
+    ("wait", [("SET", "k", "v")], ("WAIT", "0", "0")),
+    ("client-unpause", [], ("CLIENT", "UNPAUSE")),
 ]
 
 
@@ -167,6 +174,26 @@ def test_pipeline_and_transaction_in_resp3(bridge, redis_server) -> None:
         pipe = client.pipeline(transaction=False)
         pipe.zrange("z", 0, -1, withscores=True).hgetall("h").incrbyfloat("f", 0.5)
         return first + pipe.execute()
+
+    direct.flushall()
+    expected = scenario(direct)
+    direct.flushall()
+    assert scenario(through) == expected
+    direct.close()
+
+
+def test_blocking_commands_in_a_transaction_in_resp3(bridge, redis_server) -> None:
+    """Inside MULTI blocking commands run at once (nil or the element), shaped as Redis."""
+    direct = redis.Redis.from_url(redis_server.url, protocol=3)
+    through = bridge.client(protocol=3)
+
+    def scenario(client: redis.Redis) -> list[Any]:
+        client.rpush("l", "a")
+        client.zadd("z", {"m": 1.5})
+        pipe = client.pipeline(transaction=True)
+        pipe.blpop(["l"], 0).blpop(["l"], 0).bzpopmin(["z"], 0).bzpopmax(["z"], 0)
+        pipe.blmove("nothing", "d", 0).config_get("notify-keyspace-events")
+        return pipe.execute()
 
     direct.flushall()
     expected = scenario(direct)
