@@ -383,6 +383,8 @@ class BridgeState:
         logs.add_secret(token)
         self.upstream.switch(url, token)
         self.database_in_use = database_id
+        # Database 0 now lives elsewhere: numbered ones no longer share its server.
+        self.databases.shared = False
         # The new token may allow writes: read-only mode is re-learned from the upstream.
         self.read_only = self.config.read_only
         return self.pubsub.switch_upstream(self.upstream.url)
