@@ -139,6 +139,10 @@ def test_each_database_is_isolated_as_in_redis(numbered: Numbered) -> None:
     assert from_url.get("only1") == b"y" and from_url.get("only0") is None
     info = c1.client_info()
     assert str(info["db"]) == "1"
+    # RESP3 with a name: redis-py sends HELLO 3 SETNAME ..., then SELECT 1.
+    named = numbered.client(1, protocol=3, client_name="resp3-one")
+    assert named.get("only1") == b"y"
+    assert {str(c["db"]) for c in named.client_list() if c["name"] == "resp3-one"} == {"1"}
     assert {str(c["db"]) for c in c1.client_list()} >= {"0", "1"}
 
     assert c1.flushdb() is True
