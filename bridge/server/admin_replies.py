@@ -98,6 +98,7 @@ def stats_reply(state: BridgeState) -> dict[str, Any]:
         },
         "requests_in_flight": state.dispatcher.in_flight,
         "paused": state.dispatcher.paused,
+        "client_pause": state.dispatcher.client_pause or "off",
         "bytes_in": s.bytes_in,
         "bytes_out": s.bytes_out,
         "uptime_s": round(s.uptime_s, 1),

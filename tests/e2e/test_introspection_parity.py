@@ -228,11 +228,13 @@ def own_bridge(
 
 
 def test_client_pause_write_holds_writes_of_all_clients_not_reads(
-    own_bridge: BridgeProcess,
+    own_bridge: BridgeProcess, tmp_path: Path
 ) -> None:
     pauser, worker = own_bridge.client(), own_bridge.client()
     worker.set("k", "v")
     assert pauser.client_pause(800, all=False)
+    with AdminClient(str(tmp_path / f"admin-{own_bridge.port}.sock")) as admin:
+        assert admin.call("STATS")["client_pause"] == "write"
     assert worker.get("k") == b"v"  # reads go on
     held = _timed(lambda: worker.set("k", "w"))
     assert held > 0.3  # the write waited for the pause to end
