@@ -134,11 +134,12 @@ def cost_reply(state: BridgeState) -> dict[str, Any]:
     report = state.stats.cost.report()
     config = state.config
     report["settings"] = {
-        "blocking": f"blocking_poll_max_ms = {config.blocking_poll_max_ms:g} (without events), "
-        f"blocking_fallback_poll_s = {config.blocking_fallback_poll_s:g} (with events)",
-        "keyspace": f"keyspace_events = {config.keyspace_events} (flags "
-        f"{state.keyspace.flags_text!r}), keyspace_max_streams = {config.keyspace_max_streams}",
-        "probe": f"metrics_ready_upstream_s = {config.metrics_ready_upstream_s:g}",
+        "blocking_poll_max_ms": config.blocking_poll_max_ms,
+        "blocking_fallback_poll_s": config.blocking_fallback_poll_s,
+        "keyspace_events": f"{config.keyspace_events} (upstream flags "
+        f"{state.keyspace.flags_text!r})",
+        "keyspace_max_streams": config.keyspace_max_streams,
+        "metrics_ready_upstream_s": config.metrics_ready_upstream_s,
     }
     return report
 
