@@ -78,3 +78,36 @@ async def test_a_client_that_resets_its_connection_is_an_info_line(
     gone = [r for r in caplog.records if "disconnected" in r.getMessage()]
     assert all(r.levelno == logging.INFO for r in gone)
     assert all("127.0.0.1:" in r.getMessage() for r in gone), [r.getMessage() for r in gone]
+
+
+async def test_idle_timeout_closes_a_quiet_client_and_only_that_one(
+    devserver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With idle_timeout_s set, a client that sends nothing for that long is closed (an INFO
+    line); one that keeps sending stays. (Without it no timer runs per receive at all.)"""
+    config = BridgeConfig(
+        url=devserver.url, token=devserver.token, port=0, admin_socket="off", bind="127.0.0.1",
+        idle_timeout_s=0.5,
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="bridge"):
+        async with trio.open_nursery() as nursery:
+            info: BridgeInfo = await nursery.start(run_bridge, config)
+            assert info.port is not None
+            quiet = trio.socket.socket()
+            busy = trio.socket.socket()
+            await quiet.connect(("127.0.0.1", info.port))
+            await busy.connect(("127.0.0.1", info.port))
+            await quiet.send(b"PING\r\n")
+            assert await quiet.recv(100) == b"+PONG\r\n"
+            with trio.fail_after(10):
+                for _ in range(8):  # 1.6 s of traffic, 0.2 s apart: never idle for 0.5 s
+                    await busy.send(b"PING\r\n")
+                    assert await busy.recv(100) == b"+PONG\r\n"
+                    await trio.sleep(0.2)
+                assert await quiet.recv(100) == b""  # closed by the bridge
+            await busy.send(b"PING\r\n")
+            assert await busy.recv(100) == b"+PONG\r\n"
+            quiet.close()
+            busy.close()
+            nursery.cancel_scope.cancel()
+    assert any("idle for" in r.getMessage() for r in caplog.records)
