@@ -33,6 +33,8 @@ log = logging.getLogger("bridge.keyspace")
 LINGER_S = 60.0
 #: How often lingering streams are looked at.
 SWEEP_S = 5.0
+#: Seconds before notify-keyspace-events is asked again when the upstream could not answer.
+RETRY_S = 30.0
 #: What `A` stands for in notify-keyspace-events.
 ALL_CLASSES = "g$lshzxetd"
 #: Event classes a blocking command needs, by plan kind (g: RENAME, RESTORE, COPY, ...).
@@ -164,6 +166,7 @@ class Keyspace:
         self.events = 0
         self.refused = 0
         self._markers = 0
+        self._retry_at = 0.0
 
     # -- what may be used ----------------------------------------------------------------
 
@@ -250,6 +253,7 @@ class Keyspace:
         self.forget(stream)
         stream.live = False
         self.hub.unsubscribe(stream, "pattern", stream.pattern)
+        self.on_key_state(stream.key, False)  # what was known through it is stale now
 
     def _evict(self, n: int) -> None:
         idle = sorted(
@@ -289,7 +293,8 @@ class Keyspace:
         while True:
             with trio.move_on_after(SWEEP_S):
                 await self._recheck.wait()
-            if self._recheck.is_set():
+            retry = self.flags is None and trio.current_time() >= self._retry_at
+            if self._recheck.is_set() or (retry and self.mode != "off"):
                 self._recheck = trio.Event()
                 if self.mode != "off":
                     await self.read_flags(apply=self.mode == "on")
@@ -299,12 +304,16 @@ class Keyspace:
         frame = await self._command([b"CONFIG", b"GET", b"notify-keyspace-events"])
         text = _config_value(frame)
         if text is None:
+            # An upstream that is down is asked again later; one that refuses, rarely.
+            unreachable = frame.startswith(b"-ERR upstream")
+            self._retry_at = trio.current_time() + (RETRY_S if unreachable else 20 * RETRY_S)
+            if self.flags_text != "unreadable":
+                log.info(
+                    "keyspace events not used for now: CONFIG GET notify-keyspace-events "
+                    "answered %r; blocked clients poll",
+                    frame[:120],
+                )
             self.flags, self.flags_text = None, "unreadable"
-            log.info(
-                "keyspace events not used: CONFIG GET notify-keyspace-events answered %r; "
-                "blocked clients poll",
-                frame[:120],
-            )
             return
         flags = parse_flags(text)
         if apply and not flags_cover(flags, WATCH_CLASSES):
