@@ -144,9 +144,14 @@ class Session(ClientState):
     def _note_local_refusal(self, spec: CommandSpec, data: bytes) -> bool:
         """Whether a local reply is a refusal ("ERR SELECT inside MULTI is not supported by
         the bridge: why"); if so it is counted and logged like the table's refusals."""
-        if data[:1] != b"-" or _REFUSED_MARK not in data:
+        if data[:1] != b"-":
             return False
-        reason = data[data.index(_REFUSED_MARK) + len(_REFUSED_MARK) :].partition(b": ")[2]
+        if _REFUSED_MARK in data:
+            reason = data[data.index(_REFUSED_MARK) + len(_REFUSED_MARK) :].partition(b": ")[2]
+        elif _NOT_CONFIGURED_MARK in data:  # "ERR DB index 3 is not configured: add ..."
+            reason = data[1:].partition(b" ")[2].partition(b": ")[0]
+        else:
+            return False
         self.context.note_refusal(self, spec.name, reason.strip().decode("utf-8", "replace"))
         return True
 
@@ -372,6 +377,8 @@ _SUBSCRIBED_OK = frozenset(
 
 #: What every local refusal's text says before its reason ("... is not supported by ...: why").
 _REFUSED_MARK = b" is not supported by "
+#: A setting the bridge lacks (SELECT of a number without a [databases.N] table).
+_NOT_CONFIGURED_MARK = b" is not configured"
 
 # Commands never queued by MULTI: they act on the transaction or the connection itself.
 _NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})

@@ -238,3 +238,9 @@ def test_a_refusal_inside_multi_is_answered_at_queue_time_and_counted() -> None:
     assert reply(s, b"CLUSTER", b"INFO").startswith(b"-ERR 'cluster|info' is not supported")
     assert reply(s, b"EXEC").startswith(b"-EXECABORT")
     assert [c for c, _ in s.context.refusals] == ["select", "cluster|info"]  # type: ignore[attr-defined]
+
+
+def test_select_of_an_unconfigured_database_is_counted_as_a_refusal() -> None:
+    s = make()
+    assert reply(s, b"SELECT", b"3").startswith(b"-ERR DB index 3 is not configured")
+    assert s.context.refusals == [("select", "DB index 3 is not configured")]  # type: ignore[attr-defined]
