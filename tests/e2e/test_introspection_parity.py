@@ -301,9 +301,11 @@ def test_config_get_inside_multi_runs_at_exec(r: redis.Redis) -> None:
 # -- MONITOR ------------------------------------------------------------------------------------
 
 
-def _monitored(port: int, work: Callable[[redis.Redis], None], last: str) -> list[dict[str, Any]]:
+def _monitored(
+    port: int, work: Callable[[redis.Redis], None], last: str, protocol: int
+) -> list[dict[str, Any]]:
     """MONITOR entries (parsed by redis-py) up to the one whose command is `last`."""
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, protocol=protocol)
     seen: list[dict[str, Any]] = []
     with client.monitor() as monitor:
         worker = redis.Redis(port=port)
@@ -316,8 +318,9 @@ def _monitored(port: int, work: Callable[[redis.Redis], None], last: str) -> lis
     return seen
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
 def test_monitor_lines_are_read_by_redis_py(
-    bridge: BridgeProcess, redis_server: RedisServerProcess
+    bridge: BridgeProcess, redis_server: RedisServerProcess, protocol: int
 ) -> None:
     def work(client: redis.Redis) -> None:
         client.set("mk", 'a "quoted" value')
@@ -325,7 +328,7 @@ def test_monitor_lines_are_read_by_redis_py(
 
     results = []
     for port in (redis_server.port, bridge.port):
-        seen = _monitored(port, work, "GET mk")
+        seen = _monitored(port, work, "GET mk", protocol)
         results.append(
             [(e["command"], e["db"], e["client_type"]) for e in seen if "mk" in e["command"]]
         )
