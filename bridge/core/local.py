@@ -472,7 +472,8 @@ def _client_help(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     lines = [
         "CLIENT <subcommand> [<arg> ...]. Subcommands handled by resp-bridge are:",
         "ID, INFO, LIST [TYPE normal|pubsub|ID id ...], KILL, GETNAME, SETNAME <name>,",
-        "SETINFO <LIB-NAME|LIB-VER> <value>, REPLY ON|OFF|SKIP, NO-EVICT, NO-TOUCH, GETREDIR.",
+        "SETINFO <LIB-NAME|LIB-VER> <value>, REPLY ON|OFF|SKIP, NO-EVICT, NO-TOUCH, GETREDIR,",
+        "PAUSE <timeout-ms> [WRITE|ALL] and UNPAUSE (this bridge's clients).",
     ]
     return _ok(encode_array([encode_status(line) for line in lines]))
 
