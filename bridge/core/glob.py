@@ -1,5 +1,6 @@
-"""Redis' glob patterns (util.c stringmatchlen) for what the bridge filters locally:
-`COMMAND LIST FILTERBY PATTERN` (case-insensitive, as Redis) and `PUBSUB CHANNELS` (exact).
+"""Redis' glob patterns (util.c stringmatchlen) for what is filtered outside Redis:
+`COMMAND LIST FILTERBY PATTERN` and the devserver's `CONFIG GET` (case-insensitive, as Redis),
+`PUBSUB CHANNELS` (exact).
 
 `*`, `?`, `[a-z]`, `[^x]` and `\\x` escapes, over bytes; star positions are memoized so a
 pattern such as `*a*a*a*b` costs O(len(pattern) x len(text)), never exponential time.
