@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -77,7 +76,7 @@ class Waiter:
         self.result: bytes | None = None
         self.abandoned = False
         self.streams: list[KeyStream] | None = None
-        self.sent_at = 0.0
+        self.sent_at: float | None = None  # when its last poll was sent
         self.covered_at_send = False
 
     @property
@@ -164,7 +163,7 @@ class BlockingHub:
             ids = parse_frame(ids_frame)
             assert isinstance(ids, list)
             plan = plan.with_resolved_ids([i if isinstance(i, bytes) else b"0-0" for i in ids])
-        started = time.monotonic()
+        started = trio.current_time()
         deadline = None if plan.timeout_s is None else started + plan.timeout_s
         memo = self._take_memo(queue)
         if memo is not None and memo.poll != plan.poll:
@@ -177,7 +176,7 @@ class BlockingHub:
             self._by_key[key][waiter.seq] = waiter
         try:
             await self._subscribe(waiter, deadline)
-            now = time.monotonic()
+            now = trio.current_time()
             due = now
             step = interval
             if memo is not None:
@@ -192,10 +191,10 @@ class BlockingHub:
                 until = due if not waiter.in_flight else float("inf")
                 if deadline is not None:
                     until = min(until, deadline)
-                with trio.move_on_at(_trio_time(until)):
+                with trio.move_on_at(until):
                     await waiter.wake.wait()
                 waiter.wake = trio.Event()
-                now = time.monotonic()
+                now = trio.current_time()
                 frame = waiter.result
                 if frame is not None:
                     waiter.result = None
@@ -213,6 +212,7 @@ class BlockingHub:
                     else:
                         step = interval
                         interval = min(interval * 2, self.max_interval_s)
+                    assert waiter.sent_at is not None  # a reply came: a poll was sent
                     due = waiter.sent_at + step
                 elif waiter.again and not waiter.in_flight:
                     waiter.again = False  # a stream changed state: its timing changed
@@ -223,7 +223,7 @@ class BlockingHub:
                     covered = waiter.covered_at_send and waiter.covered
                     if not covered:
                         step = min(step, self.max_interval_s)
-                    if waiter.sent_at:
+                    if waiter.sent_at is not None:
                         self._remember(queue, _Memo(plan, waiter.sent_at, step, covered))
                     return TIMEOUT_FRAME, interval
                 if now >= due:
@@ -258,7 +258,7 @@ class BlockingHub:
             return
         limit = STREAMS_READY_TIMEOUT_S
         if deadline is not None:
-            limit = min(limit, deadline - time.monotonic())
+            limit = min(limit, deadline - trio.current_time())
         if not await keyspace.until_live(streams, limit):
             log.debug("keyspace streams for %s not live in time: polling", waiter.plan.name)
 
@@ -361,7 +361,7 @@ class BlockingHub:
         self.polls += 1
         waiter.in_flight = True
         waiter.again = False
-        waiter.sent_at = time.monotonic()
+        waiter.sent_at = trio.current_time()
         waiter.covered_at_send = waiter.covered
         plan = waiter.plan
 
@@ -459,13 +459,6 @@ REMOVAL_EVENTS = frozenset({
     b"zremrangebylex", b"xdel", b"xtrim", b"rename_from", b"move_from", b"srem", b"spop",
     b"hdel", b"xgroup-createconsumer", b"xgroup-delconsumer", b"xautoclaim", b"xclaim",
 })  # fmt: skip
-
-
-def _trio_time(monotonic_deadline: float) -> float:
-    """trio's clock value at a `time.monotonic()` deadline."""
-    if monotonic_deadline == float("inf"):
-        return monotonic_deadline
-    return trio.current_time() + (monotonic_deadline - time.monotonic())
 
 
 def _dollar_keys(plan: BlockPlan) -> list[int]:

@@ -44,7 +44,8 @@ class WatchRegistry:
     def _forget(self, keys: list[bytes], streams: list[KeyStream] | None) -> None:
         for key in keys:
             groups = self.by_key.get(key)
-            if groups is not None and not groups:
+            # Iterating skips the dying group (its WeakSet entry may not be gone yet).
+            if groups is not None and next(iter(groups), None) is None:
                 del self.by_key[key]
         if streams is not None and self.keyspace is not None:
             self.keyspace.release(streams)
