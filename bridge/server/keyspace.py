@@ -24,7 +24,7 @@ from typing import Protocol
 import trio
 
 from bridge.core.resp import parse_frame
-from bridge.server.cost import PROBE
+from bridge.server.cost import KEYSPACE, PROBE
 from bridge.server.dispatcher import ClientQueue, Dispatcher
 
 log = logging.getLogger("bridge.keyspace")
@@ -188,6 +188,9 @@ class Keyspace:
         nothing is held)."""
         keys = list(dict.fromkeys(keys))
         new = [k for k in keys if k not in self._streams]
+        cost = self.dispatcher.stats.cost
+        if new and cost.limited and cost.refusal(KEYSPACE) is not None:
+            return None  # an enforced budget: no new streams (the caller polls, if allowed)
         if len(self._streams) + len(new) > self.max_streams:
             self._evict(len(self._streams) + len(new) - self.max_streams)
             if len(self._streams) + len(new) > self.max_streams:
