@@ -46,6 +46,14 @@ class ServerContext(Protocol):
     def note_refusal(self, client: ClientState, command: str, reason: str) -> None:
         """A command `client` sent was refused locally (counted, logged once per reason)."""
 
+    @property
+    def monitors(self) -> bool:
+        """Whether some client is in MONITOR mode (checked per locally answered command)."""
+        ...
+
+    def feed_monitors(self, client: ClientState, args: list[bytes]) -> None:
+        """Show a command `client` sent, answered locally, to the MONITOR clients."""
+
     def database_problem(self, index: int) -> str | None:
         """None when database `index` can be SELECTed, else the error text to reply."""
         ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from bridge import errors
-from bridge.core import commands, local
+from bridge.core import commands, local, monitor
 from bridge.core.actions import (
     Action,
     Block,
@@ -138,6 +138,8 @@ class Session(ClientState):
             return result
         data, close = result
         self._note_local_refusal(spec, data)
+        if self.context.monitors and monitor.shown(spec):
+            self.context.feed_monitors(self, args)
         # RESET also ended the connection's subscriptions: the server drops them upstream.
         return Reply(data, close=close, reset=spec.name == "reset")
 

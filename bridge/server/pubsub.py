@@ -204,6 +204,19 @@ class PubSubHub:
         for key in self._by_conn.pop(conn, ()):
             self._leave(key, conn)
 
+    def has_monitors(self) -> bool:
+        """Whether a confirmed MONITOR client exists (cheap: checked per local command)."""
+        stream = self._streams.get(("monitor", b""))
+        return stream is not None and bool(stream.subscribers)
+
+    def feed_monitors(self, line: bytes) -> None:
+        """A MONITOR line the bridge writes itself, for a command it answered without the
+        upstream (PING, CLIENT ...), to every confirmed MONITOR client."""
+        stream = self._streams.get(("monitor", b""))
+        if stream is not None:
+            for conn in list(stream.subscribers):
+                conn.deliver_monitor(line)
+
     # -- membership --------------------------------------------------------------------------
 
     def _join(self, key: Key, conn: Subscriber, done: Done) -> None:

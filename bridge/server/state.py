@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -29,6 +30,7 @@ from bridge.core.actions import Transaction
 from bridge.core.client_state import ClientState
 from bridge.core.commands import CommandSpec
 from bridge.core.local import DEFAULT_SERVER_VERSION
+from bridge.core.monitor import monitor_line
 from bridge.core.parser import ParserLimits
 from bridge.server.blocking_hub import BlockingHub
 from bridge.server.breaker import CircuitBreaker
@@ -92,6 +94,10 @@ class PubSubHubLike(Protocol):
 
     def drop(self, conn: Subscriber) -> None: ...
 
+    def has_monitors(self) -> bool: ...
+
+    def feed_monitors(self, line: bytes) -> None: ...
+
     def switch_upstream(self, url: str) -> int: ...
 
     def set_cost(self, cost: CostMeter) -> None:
@@ -116,6 +122,12 @@ class UnavailableHub:
         done(self.REASON)
 
     def drop(self, conn: Subscriber) -> None:
+        pass
+
+    def has_monitors(self) -> bool:
+        return False
+
+    def feed_monitors(self, line: bytes) -> None:
         pass
 
     def switch_upstream(self, url: str) -> int:
@@ -221,6 +233,15 @@ class BridgeState:
     def unpause_clients(self) -> None:
         self.dispatcher.unpause_clients()
         self.databases.unpause_clients()
+
+    @property
+    def monitors(self) -> bool:
+        """Whether a client is in MONITOR (then locally answered commands are fed to it)."""
+        return self.pubsub.has_monitors()
+
+    def feed_monitors(self, client: ClientState, args: list[bytes]) -> None:
+        """A command answered locally, as a MONITOR line in Redis' format."""
+        self.pubsub.feed_monitors(monitor_line(time.time(), client.db, client.addr, args))
 
     def note_refusal(self, client: ClientState, command: str, reason: str) -> None:
         """Count a locally refused command; log it at INFO the first time this client gets

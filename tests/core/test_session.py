@@ -19,6 +19,7 @@ class Context:
         self.server_version = "7.2.4"
         self.read_only = False
         self.refusals: list[tuple[str, str]] = []
+        self.monitors = False
 
     def sessions(self) -> Iterable[Session]:
         return self.all

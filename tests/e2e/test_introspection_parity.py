@@ -337,6 +337,32 @@ def test_monitor_lines_are_read_by_redis_py(
     assert results[0] == [('SET mk a "quoted" value', 0, "tcp"), ("GET mk", 0, "tcp")]
 
 
+def test_monitor_shows_locally_answered_commands_as_redis(
+    bridge: BridgeProcess, redis_server: RedisServerProcess
+) -> None:
+    """PING, ECHO, SELECT never reach the upstream: the bridge writes their lines, quoted as
+    Redis does; admin commands (CONFIG GET, CLIENT LIST) stay hidden, as in Redis."""
+
+    def work(client: redis.Redis) -> None:
+        client.ping()
+        client.echo('a\nb"c')
+        client.execute_command("CONFIG", "GET", "save")
+        client.execute_command("CLIENT", "LIST")
+        client.execute_command("SELECT", "0")
+        client.get("mon-end")
+
+    results = []
+    for port in (redis_server.port, bridge.port):
+        seen = _monitored(port, work, "GET mon-end", 2)
+        commands = [e["command"] for e in seen]
+        start = commands.index("PING")
+        results.append(commands[start:])
+        ports = {e["client_port"] for e in seen[start:-1]}
+        assert len(ports) == 1  # the client's own address, one per connection
+    assert results[1] == results[0]
+    assert results[0] == ["PING", 'ECHO a\\nb"c', "SELECT 0", "GET mon-end"]
+
+
 # -- refusals -----------------------------------------------------------------------------------
 
 
