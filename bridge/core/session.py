@@ -93,6 +93,8 @@ class Session(ClientState):
         if route is Route.LOCAL:
             return self._local(args, spec)
         if route is Route.TRANSACTION:
+            if name in _MONITORED_HERE and self.context.monitors:
+                self.context.feed_monitors(self, args)  # the upstream never sees them
             return self._transaction(name, args)
         if route is Route.PUBSUB:
             return self._pubsub(name, args)
@@ -376,6 +378,10 @@ _SUBSCRIBED_OK = frozenset(
         b"sunsubscribe", b"ping", b"quit", b"reset",
     }
 )  # fmt: skip
+
+#: Transaction commands MONITOR shows from the bridge: the upstream runs WATCH as a script and
+#: never sees UNWATCH or DISCARD (MULTI and EXEC come with the upstream's /multi-exec).
+_MONITORED_HERE = frozenset({b"watch", b"unwatch", b"discard"})
 
 #: What every local refusal's text says before its reason ("... is not supported by ...: why").
 _REFUSED_MARK = b" is not supported by "

@@ -398,3 +398,17 @@ def test_devserver_config_get_is_upstash_like(devserver: DevServerHandle) -> Non
         devserver.url, json=["CONFIG", "GET", "save"], headers=devserver.headers, timeout=10
     )
     assert response.json() == {"result": []}
+
+
+def test_monitor_shows_watch_and_unwatch(bridge: BridgeProcess) -> None:
+    """The upstream runs WATCH as a script and never sees UNWATCH: the bridge shows both as
+    Redis would (redis-py's pipeline reset test waits for UNWATCH in MONITOR)."""
+
+    def work(client: redis.Redis) -> None:
+        client.execute_command("WATCH", "mon-w")
+        client.execute_command("UNWATCH")
+        client.get("mon-w-end")
+
+    seen = [e["command"] for e in _monitored(bridge.port, work, "GET mon-w-end", 2)]
+    assert "WATCH mon-w" in seen and "UNWATCH" in seen
+    assert seen.index("WATCH mon-w") < seen.index("UNWATCH")
