@@ -29,11 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import redis
 
 from bridge.config import default_admin_socket
 from bridge.devserver.redis_process import RedisServerProcess
+
+# Property tests assert outcomes, never speed: a per-example deadline only measures how busy
+# the (shared, 2-core) machine is, so it is off for every hypothesis test.
+hypothesis.settings.register_profile("resp-bridge", deadline=None)
+hypothesis.settings.load_profile("resp-bridge")
 
 #: The user's own default admin socket, and whether it existed before the tests ran.
 USER_DEFAULT_ADMIN_SOCKET = default_admin_socket()
