@@ -304,6 +304,15 @@ class Keyspace:
             self.sweep()
 
     async def read_flags(self, *, apply: bool) -> None:
+        """Read the upstream's flags (with `apply`, add what is missing); never raises."""
+        try:
+            await self._read_flags(apply=apply)
+        except Exception:  # a bug here must cost the wake-ups, not the bridge
+            log.exception("reading notify-keyspace-events failed; blocked clients poll")
+            self.flags, self.flags_text = None, "unreadable"
+            self._retry_at = trio.current_time() + 20 * RETRY_S
+
+    async def _read_flags(self, *, apply: bool) -> None:
         frame = await self._command([b"CONFIG", b"GET", b"notify-keyspace-events"])
         text = _config_value(frame)
         if text is None:

@@ -411,7 +411,10 @@ def _tell_state(stream: _Stream, up: bool) -> None:
     for conn in list(stream.subscribers):
         follow = getattr(conn, "stream_state", None)
         if follow is not None:
-            follow(up)
+            try:
+                follow(up)
+            except Exception:  # a bug there must not break the stream of the others
+                log.exception("pub/sub stream state for %s to %r failed", stream.describe(), conn)
 
 
 def _b64_parts(kind: str, text: str) -> list[bytes] | None:
