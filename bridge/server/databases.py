@@ -25,6 +25,7 @@ from bridge.config import DATABASE_TOKEN_ENV, BridgeConfig, DatabaseTarget
 from bridge.errors import ConfigError, UpstreamAuthError
 from bridge.server.blocking_hub import BlockingHub
 from bridge.server.breaker import CircuitBreaker
+from bridge.server.cost import PROBE
 from bridge.server.counters import Stats
 from bridge.server.dispatcher import Dispatcher, DispatchLimits
 from bridge.upstream.rest import RestClient
@@ -223,6 +224,7 @@ class Databases:
         upstream.resp2 = result.resp2 if wanted == "auto" else wanted == "resp2"
         self._resp2[db.number] = upstream.resp2
         if result.reachable:
+            self.stats.cost.add(PROBE, 2)  # PING + INFO server (bridge.server.cost)
             log.info(
                 "database %d: upstream %s (%s)", db.number, upstream.display_url, result.detail
             )
