@@ -287,6 +287,10 @@ class Keyspace:
 
     # -- the upstream's setting ----------------------------------------------------------
 
+    def recheck(self) -> None:
+        """Read notify-keyspace-events again soon (a reload: someone may have changed it)."""
+        self._recheck.set()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read (with `on`: set) the flags, then sweep lingering streams; re-read the flags
         after a stream reconnected."""

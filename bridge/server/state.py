@@ -376,6 +376,7 @@ class BridgeState:
         self.parser_limits = parser_limits_of(effective)
         self.dispatcher.set_batch_limits(effective.max_batch_commands, effective.max_batch_bytes)
         _configure_cost(self.stats.cost, effective)
+        self.keyspace.recheck()  # notify-keyspace-events may have been changed meanwhile
         if "token" in applied and effective.token:
             self.upstream.set_token(effective.token)
         # A new token may allow writes again: read-only mode is re-learned from the upstream.

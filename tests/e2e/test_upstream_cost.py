@@ -376,3 +376,33 @@ def test_an_enforced_budget_refuses_commands_and_says_they_did_not_run(
     assert cost["refused"]
     wait_for(lambda: "day budget exhausted" in bridge.log(), 5, "the budget warning")
     assert "day budget 80% used" in bridge.log()
+
+
+def test_auto_uses_keyspace_events_enabled_later_after_a_reload(
+    make_bridge: Callable[..., BridgeProcess], own_devserver: DevServerHandle
+) -> None:
+    assert rest(own_devserver, "CONFIG", "SET", "notify-keyspace-events", "") == "OK"
+    try:
+        bridge = make_bridge("--keyspace-events", "auto", "--keyspace-max-streams", "8")
+        wait_for(lambda: "blocked clients poll" in bridge.log() or "is ''" in bridge.log(), 10,
+                 "the bridge to read the flags")  # fmt: skip
+        assert admin(bridge, "STATS")["blocking"]["keyspace_flags"] == ""
+        # Enabled elsewhere (the console, the SDK), then a reload: auto uses them.
+        assert rest(own_devserver, "CONFIG", "SET", "notify-keyspace-events", "KEA") == "OK"
+        admin(bridge, "RELOAD")
+        wait_for(lambda: "WATCH from any writer" in bridge.log(), 10, "the flags to be re-read")
+        client = bridge.client()
+        client.delete("later")
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(client.blpop(["later"], 10)))
+        waiter.start()
+        wait_for(lambda: admin(bridge, "STATS")["blocking"]["keyspace_streams_live"] == 1, 10,
+                 "the waiter's key stream")  # fmt: skip
+        wait_for(lambda: admin(bridge, "STATS")["blocking"]["polls"] >= 1, 10, "its first poll")
+        time.sleep(0.2)  # that poll's (empty) reply is back: only the event can wake it now
+        rest(own_devserver, "RPUSH", "later", "x")
+        waiter.join(10)
+        assert got == [(b"later", b"x")]
+        assert admin(bridge, "STATS")["blocking"]["wakeups_keyspace"] >= 1
+    finally:
+        rest(own_devserver, "CONFIG", "SET", "notify-keyspace-events", "KEA")
