@@ -1,9 +1,10 @@
-"""Commands the bridge answers itself: the connection handshake and introspection.
+"""Commands the bridge answers itself: the connection handshake, introspection, and what only
+the bridge knows (its clients: CLIENT LIST/PAUSE, PUBSUB NUMSUB; WAIT without replicas).
 
 Real clients send these on connect (redis-py: HELLO, AUTH, CLIENT SETNAME/SETINFO, SELECT;
 redis-cli: COMMAND DOCS; redis-benchmark: CONFIG GET save/appendonly) and must get exactly
 what Redis gives. Each handler returns `(reply_bytes, close_after)`, or a `Forward` when the
-answer needs the upstream (INFO). No I/O.
+answer needs the upstream (INFO, CONFIG GET: its reply merged with local values). No I/O.
 """
 
 from __future__ import annotations
