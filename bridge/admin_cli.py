@@ -20,7 +20,7 @@ import errno
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -265,30 +265,61 @@ def admin(
 # -- resp-bridge db / team --------------------------------------------------------------------
 
 
-def _management_options(func: Any) -> Any:
-    options = [
+def _apply(func: Any, *options: Callable[[Any], Any]) -> Any:
+    """Decorate `func` with click options, listed in the order --help shows them."""
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _config_option(keys: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"TOML config file (same keys as serve: {keys}, ...).",
+    )
+
+
+_UPSTASH_OPTIONS = (
+    click.option(
+        "--upstash-email", default=None, help="Upstash account email [env: UPSTASH_EMAIL]."
+    ),
+    click.option(
+        "--upstash-api-url",
+        default=None,
+        help="Upstash developer API base URL [default: https://api.upstash.com]. The API "
+        "key comes from UPSTASH_API_KEY or the config file.",
+    ),
+)
+
+
+def _output_options(secrets: str) -> tuple[Callable[[Any], Any], ...]:
+    """--yes, --show-secrets and --json, shared by every management command."""
+    return (
+        click.option("--yes", is_flag=True, help="Confirm a destructive operation."),
         click.option(
-            "--config",
-            "config_file",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="TOML config file (same keys as serve: upstash_email, enterprise_url, ...).",
+            "--show-secrets",
+            is_flag=True,
+            help=f"Print {secrets} in the answer (masked by default).",
         ),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+    )
+
+
+def _management_options(func: Any) -> Any:
+    """db / team: either provider."""
+    return _apply(
+        func,
+        _config_option("upstash_email, enterprise_url"),
         click.option(
             "--provider",
             type=click.Choice(["upstash", "enterprise"]),
             default=None,
             help="Which API [default: upstash when its credentials are set, else enterprise].",
         ),
-        click.option(
-            "--upstash-email", default=None, help="Upstash account email [env: UPSTASH_EMAIL]."
-        ),
-        click.option(
-            "--upstash-api-url",
-            default=None,
-            help="Upstash developer API base URL [default: https://api.upstash.com]. The API "
-            "key comes from UPSTASH_API_KEY or the config file.",
-        ),
+        *_UPSTASH_OPTIONS,
         click.option(
             "--enterprise-url",
             default=None,
@@ -312,17 +343,8 @@ def _management_options(func: Any) -> Any:
             help="Do not verify the Redis Enterprise API's TLS certificate (warns; prefer "
             "--ca-file).",
         ),
-        click.option("--yes", is_flag=True, help="Confirm a destructive operation."),
-        click.option(
-            "--show-secrets",
-            is_flag=True,
-            help="Print database passwords and REST tokens in the answer (masked by default).",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+        *_output_options("database passwords and REST tokens"),
+    )
 
 
 def management_config(
@@ -491,34 +513,13 @@ def cli_usage_lines(group: str) -> list[str]:
 
 
 def _upstash_options(func: Any) -> Any:
-    options = [
-        click.option(
-            "--config",
-            "config_file",
-            type=click.Path(dir_okay=False),
-            default=None,
-            help="TOML config file (same keys as serve: upstash_email, upstash_api_key, ...).",
-        ),
-        click.option(
-            "--upstash-email", default=None, help="Upstash account email [env: UPSTASH_EMAIL]."
-        ),
-        click.option(
-            "--upstash-api-url",
-            default=None,
-            help="Upstash developer API base URL [default: https://api.upstash.com]. The API "
-            "key comes from UPSTASH_API_KEY or the config file.",
-        ),
-        click.option("--yes", is_flag=True, help="Confirm a destructive operation."),
-        click.option(
-            "--show-secrets",
-            is_flag=True,
-            help="Print passwords, tokens and connector credentials (masked by default).",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """kafka / qstash: the Upstash developer API only."""
+    return _apply(
+        func,
+        _config_option("upstash_email, upstash_api_key"),
+        *_UPSTASH_OPTIONS,
+        *_output_options("passwords, tokens and connector credentials"),
+    )
 
 
 def _upstash_command(
