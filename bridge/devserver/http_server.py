@@ -55,7 +55,8 @@ LINGER_MAX_BYTES = 256 * 1024 * 1024
 #: Concurrent client connections; more wait in the accept backlog.
 MAX_CONNECTIONS = 2048
 
-SERVER_HEADER = (b"server", b"resp-bridge-devserver")
+#: The `server` header of every response unless the HttpServer is given another name.
+DEFAULT_SERVER_NAME = b"resp-bridge-devserver"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _END_CHUNKED = b"0\r\n\r\n"
@@ -191,8 +192,10 @@ class HttpServer:
         on_too_large: Callable[[RequestTooLarge], Response],
         on_bad_request: Callable[[int, str], Response],
         on_connection: Callable[[int], None] | None = None,
+        server_name: bytes = DEFAULT_SERVER_NAME,
     ) -> None:
         self._handler = handler
+        self.server_name = server_name
         self._max_body_bytes = max_body_bytes
         self._on_too_large = on_too_large
         self._on_bad_request = on_bad_request
@@ -470,7 +473,7 @@ class _Connection:
 
     async def _send_simple(self, response: Response, method: bytes, *, close: bool) -> None:
         body = response.body
-        out = _head(response.status, response.content_type, response.headers)
+        out = _head(self._server.server_name, response)
         out += b"content-length: %d\r\n" % len(body)
         out += b"connection: close\r\n\r\n" if close else b"\r\n"
         if body and method != b"HEAD":
@@ -479,7 +482,7 @@ class _Connection:
         await self._stream.send_all(out)
 
     async def _send_stream(self, response: StreamingResponse, *, chunked: bool) -> None:
-        head = _head(response.status, response.content_type, response.headers)
+        head = _head(self._server.server_name, response)
         if chunked:
             head += b"transfer-encoding: chunked\r\n"
         head += b"connection: close\r\n\r\n"  # a stream ends by closing the connection
@@ -521,12 +524,13 @@ class _Connection:
                     await response.cleanup()
 
 
-def _head(status: int, content_type: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
+def _head(server_name: bytes, response: Response | StreamingResponse) -> bytes:
     """Status line and headers, without the blank line that ends them."""
+    status = response.status
     parts = [
         b"HTTP/1.1 %d %b\r\nserver: %b\r\ncontent-type: %b\r\n"
-        % (status, _REASONS.get(status, b""), SERVER_HEADER[1], content_type)
+        % (status, _REASONS.get(status, b""), server_name, response.content_type)
     ]
-    for name, value in extra:
+    for name, value in response.headers:
         parts.append(b"%b: %b\r\n" % (name, value))
     return b"".join(parts)

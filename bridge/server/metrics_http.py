@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
 
+from bridge import __version__
 from bridge.config import BridgeConfig, parse_host_port
 from bridge.devserver.http_server import HttpServer, Request, RequestTooLarge, Response
 from bridge.server.admin_replies import prometheus_text
@@ -199,7 +200,11 @@ async def serve_metrics(
     bound = listeners[0].socket.getsockname()
     shown = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
     server = HttpServer(
-        endpoint.handle, max_body_bytes=0, on_too_large=_too_large, on_bad_request=_bad_request
+        endpoint.handle,
+        max_body_bytes=0,
+        on_too_large=_too_large,
+        on_bad_request=_bad_request,
+        server_name=b"resp-bridge/" + __version__.encode(),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, listeners)

@@ -65,7 +65,9 @@ def test_metrics_healthz_readyz(devserver_factory: Callable[..., Any], bridge_fa
     assert count and count[0].value >= 1
     assert "process_resident_memory_bytes" in families  # the library's standard collector
 
-    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+    health = httpx.get(f"{base}/healthz", timeout=5)
+    assert health.status_code == 200
+    assert health.headers["server"].startswith("resp-bridge/"), "the bridge, not the devserver"
     assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
     assert httpx.get(f"{base}/nope", timeout=5).status_code == 404
 
