@@ -524,14 +524,12 @@ class Connection:
         only what it does not take is left to the writer task. Saves a task switch per reply
         for request/response clients. Never while the writer is sending (order)."""
         slots = self.slots
+        if not slots or slots[0].data is None:
+            # Nothing to send yet (the reader after forwarding commands): the slot's fill
+            # comes back here. Waking the writer now cost it a task switch for nothing.
+            return
         raw = self._raw
-        if (
-            raw is not None
-            and not self._writer_busy
-            and not self._closing
-            and slots
-            and slots[0].data is not None
-        ):
+        if raw is not None and not self._writer_busy and not self._closing:
             out: list[bytes] = []
             while slots and slots[0].data is not None and not slots[0].close:
                 slot = slots.popleft()
