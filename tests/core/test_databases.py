@@ -3,60 +3,13 @@ COPY ... DB forwarded only where one Redis server holds both numbers, SWAPDB ref
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from bridge.core.actions import Forward, Reply
+from bridge.core.actions import Forward
 from bridge.core.session import Session
-
-
-class Context:
-    """A server with databases 0..count-1; `shared`: all on one Redis server (embedded)."""
-
-    def __init__(self, count: int, shared: bool) -> None:
-        self.count = count
-        self.shared = shared
-        self.requirepass = None
-        self.server_version = "7.2.4"
-        self.read_only = False
-        self.refusals: list[tuple[str, str]] = []
-        self.monitors = False
-        self.all: list[Session] = []
-
-    def sessions(self) -> Iterable[Session]:
-        return self.all
-
-    def bridge_info(self) -> str:
-        return ""
-
-    def kill_client(self, client_id: int) -> bool:
-        return False
-
-    def note_refusal(self, client: object, command: str, reason: str) -> None:
-        self.refusals.append((command, reason))
-
-    def database_problem(self, index: int) -> str | None:
-        if 0 <= index < self.count:
-            return None
-        return f"ERR DB index {index} is not configured: add a [databases.{index}] table"
-
-    def database_count(self) -> int:
-        return self.count
-
-    def databases_share_server(self) -> bool:
-        return self.shared
+from tests.core.fake_server import FakeServer, make_session, reply
 
 
 def make(count: int = 3, shared: bool = False) -> Session:
-    ctx = Context(count, shared)
-    session = Session(1, ctx, "127.0.0.1:5000", "127.0.0.1:6379")
-    ctx.all.append(session)
-    return session
-
-
-def reply(session: Session, *args: bytes) -> bytes:
-    action = session.handle(list(args))
-    assert isinstance(action, Reply), action
-    return action.data
+    return make_session(FakeServer(databases=count, shared=shared))
 
 
 def test_select_changes_the_database_and_reset_goes_back_to_0() -> None:

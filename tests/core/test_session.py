@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pytest
 
 from bridge.core import commands, local
-from bridge.core.actions import Block, Forward, PubSub, Reply, Transaction
+from bridge.core.actions import Block, Forward, PubSub, Transaction
 from bridge.core.commands import Route
 from bridge.core.session import Session
-
-
-class Context:
-    def __init__(self, requirepass: str | None = None) -> None:
-        self.requirepass = requirepass
-        self.all: list[Session] = []
-        self.server_version = "7.2.4"
-        self.read_only = False
-        self.refusals: list[tuple[str, str]] = []
-        self.monitors = False
-
-    def sessions(self) -> Iterable[Session]:
-        return self.all
-
-    def bridge_info(self) -> str:
-        return "# Bridge\r\nbridge_version:test\r\n"
-
-    def kill_client(self, client_id: int) -> bool:
-        return False
-
-    def note_refusal(self, client: object, command: str, reason: str) -> None:
-        self.refusals.append((command, reason))
-
-    def database_problem(self, index: int) -> str | None:
-        return None if index == 0 else f"ERR DB index {index} is not configured"
-
-    def database_count(self) -> int:
-        return 1
-
-    def databases_share_server(self) -> bool:
-        return False
+from tests.core.fake_server import FakeServer, make_session, reply
 
 
 def make(requirepass: str | None = None) -> Session:
-    ctx = Context(requirepass)
-    session = Session(1, ctx, "127.0.0.1:5000", "127.0.0.1:6379")
-    ctx.all.append(session)
-    return session
-
-
-def reply(session: Session, *args: bytes) -> bytes:
-    action = session.handle(list(args))
-    assert isinstance(action, Reply), action
-    return action.data
+    return make_session(FakeServer(requirepass))
 
 
 def test_every_local_command_has_a_handler() -> None:
@@ -69,7 +28,9 @@ def test_ping_echo_select() -> None:
     assert reply(s, b"ping", b"hi") == b"$2\r\nhi\r\n"
     assert reply(s, b"ECHO", b"x") == b"$1\r\nx\r\n"
     assert reply(s, b"SELECT", b"0") == b"+OK\r\n"
-    assert reply(s, b"SELECT", b"3") == b"-ERR DB index 3 is not configured\r\n"
+    assert reply(s, b"SELECT", b"3") == (
+        b"-ERR DB index 3 is not configured: add a [databases.3] table\r\n"
+    )
     assert reply(s, b"GET").startswith(b"-ERR wrong number of arguments for 'get'")
 
 
