@@ -281,12 +281,8 @@ class KafkaQStashEmulator:
         _no_body(body)
         self._cluster_record(cluster_id)
         minute, daily = _now_labels()
-        series = [{"x": minute, "y": 0}]
         return 200, {
-            "throughput": series,
-            "produce_throughput": series,
-            "consume_throughput": series,
-            "diskusage": series,
+            **_zero_series(minute),
             "days": _last_days(),
             "dailyproduce": [{"x": daily, "y": 0}],
             "dailyconsume": [{"x": daily, "y": 0}],
@@ -400,12 +396,8 @@ class KafkaQStashEmulator:
         _no_body(body)
         self._topic_record(topic_id)
         minute, _ = _now_labels()
-        series = [{"x": minute, "y": 0}]
         return 200, {
-            "throughput": series,
-            "produce_throughput": series,
-            "consume_throughput": series,
-            "diskusage": series,
+            **_zero_series(minute),
             "total_monthly_storage": 0,
             "total_monthly_produce": 0,
             "total_monthly_consume": 0,
@@ -580,6 +572,15 @@ class KafkaQStashEmulator:
         _no_body(body)
         self._new_qstash_token()
         return 200, dict(self.model.qstash_user)
+
+
+def _zero_series(minute: str) -> dict[str, list[dict[str, Any]]]:
+    """The four usage series of a stats answer, each one zero point (nothing runs here)."""
+    series = [{"x": minute, "y": 0}]
+    return {name: series for name in _SERIES}
+
+
+_SERIES = ("throughput", "produce_throughput", "consume_throughput", "diskusage")
 
 
 def _now_labels() -> tuple[str, str]:
