@@ -74,7 +74,7 @@ class ClientState:
     __slots__ = (
         "addr", "authenticated", "channels", "context", "created", "db", "id", "laddr",
         "last_command", "last_seen", "lib_name", "lib_ver", "monitoring", "multi", "multi_dirty",
-        "name", "patterns", "protocol", "reply_mode", "skip_next", "watches",
+        "name", "patterns", "protocol", "reply_mode", "skip_next", "unconfirmed", "watches",
     )  # fmt: skip
 
     def __init__(self, client_id: int, context: ServerContext, addr: str = "", laddr: str = ""):
@@ -98,6 +98,9 @@ class ClientState:
         self.skip_next = False
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
+        #: (kind, name) subscribed but not yet live upstream: not counted by PUBSUB NUMSUB,
+        #: NUMPAT or CHANNELS, so a publisher that sees a count can rely on delivery.
+        self.unconfirmed: set[tuple[str, bytes]] = set()
         self.monitoring = False
         self.watches: list[WatchGroup] = []
 
@@ -133,6 +136,7 @@ class ClientState:
         self.skip_next = False
         self.authenticated = not self.context.requirepass
         self.channels.clear()
+        self.unconfirmed.clear()
         self.patterns.clear()
         self.monitoring = False
         self.watches = []
@@ -154,3 +158,9 @@ class ClientState:
         if self.multi is not None:
             flags += "x"
         return flags or "N"
+
+    def live_channels(self) -> set[bytes]:
+        return {c for c in self.channels if ("channel", c) not in self.unconfirmed}
+
+    def live_patterns(self) -> set[bytes]:
+        return {p for p in self.patterns if ("pattern", p) not in self.unconfirmed}

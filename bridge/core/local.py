@@ -447,22 +447,22 @@ def _wait(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
 
 def _pubsub_channels(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     pattern = args[2] if len(args) > 2 else None
-    names = {ch for s in session.context.sessions() for ch in s.channels}
+    names = {ch for s in session.context.sessions() for ch in s.live_channels()}
     found = sorted(n for n in names if pattern is None or glob_match(pattern, n))
     return _ok(encode_array([encode_bulk(n) for n in found]))
 
 
 def _pubsub_numsub(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
-    sessions = list(session.context.sessions())
+    live = [s.live_channels() for s in session.context.sessions()]
     items: list[bytes] = []
     for ch in args[2:]:  # a flat array in RESP3 too, as Redis 7.0 sends it
-        items += [encode_bulk(ch), encode_int(sum(ch in s.channels for s in sessions))]
+        items += [encode_bulk(ch), encode_int(sum(ch in channels for channels in live))]
     return _ok(encode_array(items))
 
 
 def _pubsub_numpat(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:
     # Redis 7.0 counts distinct patterns, not subscriptions.
-    return _ok(encode_int(len({p for s in session.context.sessions() for p in s.patterns})))
+    return _ok(encode_int(len({p for s in session.context.sessions() for p in s.live_patterns()})))
 
 
 def _client_getredir(session: ClientState, args: list[bytes]) -> tuple[bytes, bool]:

@@ -218,6 +218,8 @@ class Session(ClientState):
         replies: list[bytes] = []
         if name in (b"subscribe", b"psubscribe"):
             for item in names:
+                if item not in subs:
+                    self.unconfirmed.add((kind, item))
                 subs.add(item)
                 replies.append(self._pubsub_frame(name, item))
             return PubSub("subscribe", kind, names, replies)
@@ -349,6 +351,7 @@ class Session(ClientState):
         """A subscription's answer once the hub knows: `reply` (the confirmation) when the
         stream is live (error ""), else the error, and the subscription is forgotten so that
         the counts in later confirmations stay true."""
+        self.unconfirmed.discard((kind, name))
         if not error:
             return reply
         if kind == "channel":

@@ -206,3 +206,21 @@ def test_select_of_an_unconfigured_database_is_counted_as_a_refusal() -> None:
     s = make()
     assert reply(s, b"SELECT", b"3").startswith(b"-ERR DB index 3 is not configured")
     assert s.context.refusals == [("select", "DB index 3 is not configured")]  # type: ignore[attr-defined]
+
+
+def test_pubsub_counts_only_subscriptions_that_are_live_upstream() -> None:
+    """A publisher that sees NUMSUB 1 must be able to rely on delivery: a subscription counts
+    once the hub has confirmed its stream, never before (and never after a failure)."""
+    subscriber, publisher = make(), make()
+    publisher.context.all.append(subscriber)  # type: ignore[attr-defined]
+    action = subscriber.handle([b"SUBSCRIBE", b"ch"])
+    assert isinstance(action, PubSub)
+    numsub = [b"PUBSUB", b"NUMSUB", b"ch"]
+    assert reply(publisher, *numsub) == b"*2\r\n$2\r\nch\r\n:0\r\n"
+    subscriber.confirm("channel", b"ch", action.replies[0], "")
+    assert reply(publisher, *numsub) == b"*2\r\n$2\r\nch\r\n:1\r\n"
+    failed = subscriber.handle([b"PSUBSCRIBE", b"p*"])
+    assert isinstance(failed, PubSub)
+    assert reply(publisher, b"PUBSUB", b"NUMPAT") == b":0\r\n"
+    subscriber.confirm("pattern", b"p*", failed.replies[0], "ERR stream unavailable")
+    assert reply(publisher, b"PUBSUB", b"NUMPAT") == b":0\r\n"
