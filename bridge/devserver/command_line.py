@@ -117,7 +117,9 @@ async def _serve(config: DevServerConfig) -> None:
     default=0.0,
     show_default=True,
     envvar=_ENV + "LATENCY_MS",
-    help="Delay added before every response, to emulate a WAN round trip.",
+    help="Emulated round trip: every response leaves no sooner than N ms after its request "
+    "arrived; the devserver's own processing within that time is hidden, as in a network round "
+    "trip. On Linux a timerfd wakes it without rounding up to whole ms (about 0.1-0.2 ms late).",
 )
 @click.option(
     "--max-request-bytes",

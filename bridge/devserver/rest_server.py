@@ -8,7 +8,8 @@ ACL user and the start-up sequence (`run_devserver`).
 Request path, one Redis round trip per request:
   HTTP request -> method check -> route -> auth (token -> role) -> commands -> policy check
   -> one RESP pipeline on one pooled connection of that role -> reply frames -> JSON/RESP2
-  -> faults hook -> latency -> response with a fresh Upstash-Sync-Token.
+  -> faults hook -> held until arrival + latency (`latency_clock`) -> response with a fresh
+  Upstash-Sync-Token.
 The read-only token is enforced by Redis itself: its requests run on connections
 authenticated as an ACL user with read rights, and Redis' NOPERM errors are returned as is.
 
@@ -26,6 +27,7 @@ import hmac
 import itertools
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -45,6 +47,7 @@ from bridge.devserver.http_server import (
     server_tls_context,
     tls_listeners,
 )
+from bridge.devserver.latency_clock import LatencyClock
 from bridge.devserver.management_emulation import MAX_BODY_BYTES as MANAGEMENT_MAX_BODY_BYTES
 from bridge.devserver.management_emulation import ManagementEmulator
 from bridge.devserver.redis_conn import (
@@ -133,7 +136,8 @@ class DevServerConfig:
     readonly_token: str | None = None
     #: Numbered databases 0..databases-1 served (see `database_token`).
     databases: int = 1
-    #: Added before every response (emulates a WAN round trip).
+    #: Emulated round trip: every response leaves no sooner than this after its request arrived
+    #: (the devserver's own processing within it is hidden, as a network's latency would be).
     latency_ms: float = 0.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     sse_heartbeat_s: float = sse_endpoints.DEFAULT_HEARTBEAT_S
@@ -254,6 +258,8 @@ class DevServerApp:
         #: their grants).
         self._tenants: dict[int, tuple[bytes, bytes, Grant, Grant]] = {}
         self._latency_s = max(0.0, config.latency_ms) / 1000.0
+        #: Releases the responses at arrival + latency (`run_devserver` runs it when latency > 0).
+        self.latency_clock = LatencyClock()
         self._sync_prefix = secrets.token_hex(6)
         self._sync_counter = itertools.count(1)
         self.faults = FaultInjector(config.faults)
@@ -401,14 +407,20 @@ class DevServerApp:
 
     # -- request entry point ----------------------------------------------------------------
 
+    @property
+    def latency_s(self) -> float:
+        """The injected latency (0: none, and no clock task)."""
+        return self._latency_s
+
     async def handle(self, req: Request) -> Response | StreamingResponse:
+        arrival = time.monotonic()  # the latency counts from here, like a network round trip
         internal = req.target.startswith(b"/_devserver/")
         if not internal:
             self.stats.http_requests += 1
         faulty = not internal and self.faults.active
         injected = self.faults.before() if faulty else None
         try:
-            response = injected if injected is not None else await self._dispatch(req)
+            response = injected if injected is not None else await self._dispatch(req, arrival)
         except rest_encoding.BadRequest as exc:
             response = json_error(exc.status, str(exc))
         except RedisUnavailable as exc:
@@ -421,7 +433,8 @@ class DevServerApp:
         if not internal:
             self._count_status(response.status)
         if self._latency_s and not isinstance(response, StreamingResponse):
-            await trio.sleep(self._latency_s)  # SSE routes sleep before opening their stream
+            # SSE routes wait before opening their stream.
+            await self.latency_clock.sleep_until(arrival + self._latency_s)
         response.headers.append((b"upstash-sync-token", self._next_sync_token()))
         return response
 
@@ -460,7 +473,7 @@ class DevServerApp:
                 found = grant
         return found
 
-    async def _dispatch(self, req: Request) -> Response | StreamingResponse:
+    async def _dispatch(self, req: Request, arrival: float) -> Response | StreamingResponse:
         if req.method not in ALLOWED_METHODS:
             response = json_error(
                 405,
@@ -485,7 +498,7 @@ class DevServerApp:
                 return await self._pipeline(commands, role, b64, resp2)
             return await self._multi_exec(commands, role, b64)
         if first in (b"subscribe", b"psubscribe", b"monitor"):
-            return await self._sse(req, first.decode(), segments[1:], role)
+            return await self._sse(req, first.decode(), segments[1:], role, arrival)
         if first == b"_devserver":
             return self._internal(req, segments[1:], role)
         b64, resp2 = self._formats(req)
@@ -626,7 +639,7 @@ class DevServerApp:
     # -- SSE and internal endpoints ---------------------------------------------------------
 
     async def _sse(
-        self, req: Request, kind: str, targets: list[bytes], role: Grant
+        self, req: Request, kind: str, targets: list[bytes], role: Grant, arrival: float
     ) -> Response | StreamingResponse:
         if b"text/event-stream" not in req.headers.get(b"accept", b"").lower():
             raise rest_encoding.BadRequest(
@@ -645,7 +658,7 @@ class DevServerApp:
                 503, f"ERR devserver: too many SSE streams open ({self.config.max_sse_streams})"
             )
         if self._latency_s:
-            await trio.sleep(self._latency_s)
+            await self.latency_clock.sleep_until(arrival + self._latency_s)
         try:
             stream = await sse_endpoints.open_stream(
                 role.pool,
@@ -781,6 +794,8 @@ async def run_devserver(
         )
         try:
             async with trio.open_nursery() as nursery:
+                if app.latency_s:
+                    await nursery.start(app.latency_clock.run)
                 await nursery.start(server.serve, tls_listeners(listeners, tls))
                 if emulator is not None:
                     management = HttpServer(
