@@ -1,11 +1,13 @@
-"""One client connection: a reader task, a writer task, and replies kept in command order.
+"""One client connection: a reader, a writer task, and replies kept in command order.
 
 Owns the socket and the reply slots, nothing else: the session (bridge.core.session) decides
 what each command is and finishes every reply's bytes; the dispatcher turns commands into
 upstream work; the state (bridge.server.state) is told of replies that teach it something.
 The reader parses requests and turns each into a reply slot (filled at once for local
-replies, later by the dispatcher for forwarded ones); the writer sends slots strictly in
-order, coalescing every ready reply into one `send_all`. Backpressure: the reader stops
+replies, later by the dispatcher for forwarded ones): while it has nothing to await, the read
+poller (bridge.server.read_poller) calls it when the socket is readable, so an idle client
+costs no task wake-up of its own; replies are sent directly when the socket takes them, else
+by the writer task, strictly in order, coalescing every ready reply into one `send_all`. Backpressure: the reader stops
 reading while `max_pending_replies` slots are outstanding, so a client that never reads its
 replies holds bounded memory. Any exception is contained here: one client can never bring
 the server down; a client that goes away (EOF, reset, broken pipe, timeout) is an INFO line at
@@ -29,6 +31,7 @@ from bridge.core.resp import encode_error
 from bridge.core.session import Session
 from bridge.server.databases import NumberedDatabase
 from bridge.server.dispatcher import ClientQueue
+from bridge.server.read_poller import ReadPoller
 from bridge.server.state import BridgeState
 
 log = logging.getLogger("bridge.connection")
@@ -59,7 +62,13 @@ class Connection:
     hub's `Subscriber`)."""
 
     def __init__(
-        self, state: BridgeState, stream: trio.abc.Stream, client_id: int, addr: str, laddr: str
+        self,
+        state: BridgeState,
+        stream: trio.abc.Stream,
+        client_id: int,
+        addr: str,
+        laddr: str,
+        poller: ReadPoller | None = None,
     ) -> None:
         self.state = state
         self.stream = stream
@@ -76,6 +85,12 @@ class Connection:
         self.push_bytes = 0
         self.push_limit = MAX_PUSH_BUFFER_BYTES
         self._raw = _plain_socket(stream)
+        self._poller = poller
+        #: Commands parsed and not yet carried out; the one that must be awaited first.
+        self._parsed: deque[list[bytes]] = deque()
+        self._held: Block | _Switch | None = None
+        self._eof = False
+        self._read_error: OSError | None = None
         self._writer_busy = False
         self.unsent_bytes = 0
         self.output_limit = state.config.max_output_buffer_bytes
@@ -175,36 +190,39 @@ class Connection:
     # -- reading ---------------------------------------------------------------------------
 
     async def _reader(self) -> None:
+        """Carry out parsed commands, awaiting what must be awaited (a blocking command, a
+        database switch, room under `max_pending_replies`), and read more: from the read
+        poller while there is nothing to await (plain sockets, no idle timeout), else here."""
         stats = self.state.stats
         idle = self.state.config.idle_timeout_s or None
-        while not self._closing:
-            try:
-                commands = self.parser.commands()
-            except ProtocolError as exc:
-                self._protocol_error(exc)
+        poller = self._poller if self._raw is not None and idle is None else None
+        while True:
+            drained = self._consume()
+            if self._closing:
                 return
-            if commands:
-                for args in commands:
-                    block = self._handle(args)
-                    if block is not None:
-                        self._writer_wakeup.set()
-                        await self._block(block)
-                    if self._closing:
-                        return
-                    if len(self.slots) >= self.pending_limit:
-                        # Backpressure inside one read too: parsed commands wait their turn.
-                        self._writer_wakeup.set()
-                        self._room = trio.Event()
-                        await self._room.wait()
-                self._wake_writer()
+            held = self._held
+            if held is not None:
+                self._held = None
+                self._writer_wakeup.set()
+                await self._block(held)
                 continue
             if len(self.slots) >= self.pending_limit:
+                # Backpressure: parsed commands (and the socket) wait their turn.
+                self._writer_wakeup.set()
                 self._room = trio.Event()
                 await self._room.wait()
                 continue
+            if not drained:
+                continue  # stopped at the limit, and sending the ready replies made room
+            if poller is not None:
+                assert self._raw is not None
+                await poller.serve(self._raw.fileno(), self)
+                if self._read_error is not None:
+                    raise trio.BrokenResourceError(str(self._read_error)) from self._read_error
+                if self._eof:
+                    return
+                continue
             if idle is None:
-                # No idle timeout (the default): no cancel scope per receive, which was the
-                # largest single cost per command at 50 clients (trio's scope enter/exit).
                 data = await self._receive()
             else:
                 with trio.move_on_after(idle) as timer:
@@ -222,6 +240,56 @@ class Connection:
             except ProtocolError as exc:
                 self._protocol_error(exc)
                 return
+
+    def on_readable(self) -> bool:
+        """The read poller saw the socket readable: read once, carry out what arrived.
+        True while nothing has to be awaited (the poller keeps the socket)."""
+        if self._killed or self._closing:
+            return False
+        try:
+            data = self._raw.recv(READ_SIZE)  # type: ignore[union-attr]
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            self._read_error = exc
+            return False
+        if not data:
+            self._eof = True
+            return False
+        self.state.stats.bytes_in += len(data)
+        try:
+            self.parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return False
+        # Anything but "all carried out" (a command to await, backpressure, closing) is for
+        # the connection's task; the direct send in `_consume` may have made room since.
+        return self._consume() and not self._killed
+
+    def _consume(self) -> bool:
+        """Carry out parsed commands in order until one has to be awaited (left in `_held`),
+        the connection closes or `max_pending_replies` is reached; then send what is ready.
+        True when every complete command was carried out (nothing left but reading)."""
+        parsed = self._parsed
+        limit = self.pending_limit
+        ran = False
+        drained = False
+        while not self._closing and self._held is None and len(self.slots) < limit:
+            if not parsed:
+                try:
+                    commands = self.parser.commands()
+                except ProtocolError as exc:
+                    self._protocol_error(exc)
+                    break
+                if not commands:
+                    drained = True
+                    break
+                parsed.extend(commands)
+            ran = True
+            self._held = self._handle(parsed.popleft())
+        if ran:
+            self._wake_writer()
+        return drained
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.state.stats.protocol_errors += 1

@@ -27,6 +27,7 @@ from bridge.core.resp import encode_error
 from bridge.errors import MAX_CLIENTS, ConfigError
 from bridge.server.connection import Connection
 from bridge.server.lifecycle import Lifecycle
+from bridge.server.read_poller import ReadPoller
 from bridge.server.state import BridgeState
 from bridge.server.systemd import InheritedSocket
 
@@ -111,9 +112,12 @@ def inherited_port(inherited: list[InheritedSocket]) -> int | None:
 # -- accepting ------------------------------------------------------------------------------
 
 
-async def handle_stream(state: BridgeState, stream: trio.abc.Stream) -> None:
+async def handle_stream(
+    state: BridgeState, stream: trio.abc.Stream, poller: ReadPoller | None = None
+) -> None:
     """One accepted client: a registered `Connection` until it ends, or Redis' max-clients
-    error when the bridge is full."""
+    error when the bridge is full. With `poller`, its socket is read from there while it has
+    nothing to await."""
     state.stats.connections_total += 1
     if not state.accepts_more_clients():
         state.stats.connections_rejected += 1
@@ -123,7 +127,7 @@ async def handle_stream(state: BridgeState, stream: trio.abc.Stream) -> None:
         await stream.aclose()
         return
     addr, laddr = _addresses(stream)
-    conn = Connection(state, stream, state.next_client_id(), addr, laddr)
+    conn = Connection(state, stream, state.next_client_id(), addr, laddr, poller)
     state.register(conn)
     try:
         await conn.run()
@@ -157,26 +161,31 @@ async def serve_clients(
     on_listening: Callable[[], None],
 ) -> None:
     """Accept clients on `listeners`; without a lifecycle until cancelled, with one until a
-    stop is requested, then close the listeners and drain the connections."""
-    async with trio.open_nursery() as clients:
-        async with trio.open_nursery() as accepting:
-            serve = functools.partial(
-                trio.serve_listeners,
-                functools.partial(handle_stream, state),
-                listeners,
-                handler_nursery=clients,
-            )
-            await accepting.start(serve)
-            on_listening()
-            if lifecycle is None:
-                await trio.sleep_forever()
-            assert lifecycle is not None
-            lifecycle.ready(state)
-            await lifecycle.stop_requested.wait()
-            accepting.cancel_scope.cancel()
-        # The accept loops have closed the listeners: new connections are refused from here.
-        lifecycle.announce_stopping()
-        await drain(state, clients, state.config.shutdown_timeout_s)
+    stop is requested, then close the listeners and drain the connections. One read poller
+    serves every client socket while it has nothing to await; it outlives the clients."""
+    poller = ReadPoller()
+    async with trio.open_nursery() as reading:
+        reading.start_soon(poller.run)
+        async with trio.open_nursery() as clients:
+            async with trio.open_nursery() as accepting:
+                serve = functools.partial(
+                    trio.serve_listeners,
+                    functools.partial(handle_stream, state, poller=poller),
+                    listeners,
+                    handler_nursery=clients,
+                )
+                await accepting.start(serve)
+                on_listening()
+                if lifecycle is None:
+                    await trio.sleep_forever()
+                assert lifecycle is not None
+                lifecycle.ready(state)
+                await lifecycle.stop_requested.wait()
+                accepting.cancel_scope.cancel()
+            # The accept loops have closed the listeners: new connections are refused here.
+            lifecycle.announce_stopping()
+            await drain(state, clients, state.config.shutdown_timeout_s)
+        reading.cancel_scope.cancel()
 
 
 async def drain(state: BridgeState, clients: trio.Nursery, timeout_s: float) -> None:
