@@ -28,6 +28,7 @@ from bridge.devserver.rest_server import (
     run_devserver,
 )
 from bridge.devserver.sse_endpoints import DEFAULT_HEARTBEAT_S
+from bridge.gc_tuning import tune_for_serving
 
 log = logging.getLogger("bridge.devserver")
 
@@ -266,6 +267,7 @@ def devserver(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
+    tune_for_serving()
     try:
         trio.run(_serve, config)
     except BaseException as exc:  # trio wraps task errors in exception groups

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import trio
 
 from bridge.config import BridgeConfig
+from bridge.gc_tuning import tune_for_serving
 from bridge.server.admin import serve_admin
 from bridge.server.cost import PROBE
 from bridge.server.lifecycle import Lifecycle
@@ -153,6 +154,7 @@ async def serve_forever(
     WATCHDOG_USEC and LISTEN_FDS are honoured (see `bridge.server.lifecycle`).
     """
     lifecycle = Lifecycle.from_environ(config, reload_config)
+    tune_for_serving()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(lifecycle.run, nursery.cancel_scope)
