@@ -7,7 +7,8 @@ The reader parses requests and turns each into a reply slot (filled at once for 
 replies, later by the dispatcher for forwarded ones): while it has nothing to await, the read
 poller (bridge.server.read_poller) calls it when the socket is readable, so an idle client
 costs no task wake-up of its own; replies are sent directly when the socket takes them, else
-by the writer task, strictly in order, coalescing every ready reply into one `send_all`. Backpressure: the reader stops
+by the writer task, strictly in order, coalescing every ready reply into one send (and the
+replies of one upstream response into one send per client). Backpressure: the reader stops
 reading while `max_pending_replies` slots are outstanding, so a client that never reads its
 replies holds bounded memory. Any exception is contained here: one client can never bring
 the server down; a client that goes away (EOF, reset, broken pipe, timeout) is an INFO line at
@@ -22,6 +23,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -33,6 +35,9 @@ from bridge.server.databases import NumberedDatabase
 from bridge.server.dispatcher import ClientQueue
 from bridge.server.read_poller import ReadPoller
 from bridge.server.state import BridgeState
+
+if TYPE_CHECKING:
+    from bridge.server.blocking_hub import BlockingHub
 
 log = logging.getLogger("bridge.connection")
 
@@ -55,6 +60,29 @@ class Slot:
         self.data = data
         self.close = close
         self.push = push
+
+
+class _Forwarded(Slot):
+    """The reply slot of one forwarded command, which is also the dispatcher's callback for
+    its reply frame: one object per command instead of a slot, a closure and its cells."""
+
+    __slots__ = ("action", "blocking", "conn")
+
+    def __init__(self, conn: Connection, action: Forward, blocking: BlockingHub) -> None:
+        self.data = None
+        self.close = False
+        self.push = False
+        self.conn = conn
+        self.action = action
+        self.blocking = blocking
+
+    def __call__(self, frame: bytes) -> None:
+        conn = self.conn
+        action = self.action
+        blocking = self.blocking
+        if frame[:1] == b"-" or blocking.has_waiters():
+            conn.state.on_reply(action.spec, action.args, frame, blocking)
+        conn._fill(self, conn.session.finish(action, frame))
 
 
 class Connection:
@@ -91,6 +119,7 @@ class Connection:
         self._held: Block | _Switch | None = None
         self._eof = False
         self._read_error: OSError | None = None
+        self._flush_queued = False
         self._writer_busy = False
         self.unsent_bytes = 0
         self.output_limit = state.config.max_output_buffer_bytes
@@ -380,9 +409,20 @@ class Connection:
             self._account(len(slot.data))
 
     def _fill(self, slot: Slot, data: bytes) -> None:
-        """A reply became known: queue it for the writer, within the output buffer limit."""
+        """A reply became known: queue it for the writer, within the output buffer limit.
+        While a dispatcher delivers a response's replies, the sending waits for the end of
+        that round: one send for all of this client's replies in it (was one per reply)."""
         slot.data = data
         self._account(len(data))
+        after = self._dispatcher.delivery_round
+        if after is None:
+            self._wake_writer()
+        elif not self._flush_queued:
+            self._flush_queued = True
+            after.append(self._flush_round)
+
+    def _flush_round(self) -> None:
+        self._flush_queued = False
         self._wake_writer()
 
     def _account(self, size: int) -> None:
@@ -541,12 +581,11 @@ class Connection:
 
     def _forward(self, action: Forward) -> None:
         args = action.args
-        slot = Slot()
-        self._push(slot)
         size = sum(map(len, args))
-        state = self.state
-        limit = state.config.max_request_bytes
+        limit = self.state.config.max_request_bytes
         if size > limit:
+            slot = Slot()
+            self._push(slot)
             self._fill(
                 slot,
                 encode_error(
@@ -555,16 +594,9 @@ class Connection:
                 ),
             )
             return
-        spec = action.spec
-        finish = self.session.finish
-        blocking = self._blocking
-
-        def deliver(frame: bytes) -> None:
-            if frame[:1] == b"-" or blocking.has_waiters():
-                state.on_reply(spec, args, frame, blocking)
-            self._fill(slot, finish(action, frame))
-
-        self._dispatcher.submit_command(self.queue, args, spec, deliver, size)
+        forwarded = _Forwarded(self, action, self._blocking)
+        self.slots.append(forwarded)
+        self._dispatcher.submit_command(self.queue, args, action.spec, forwarded, size)
 
     def _transaction(self, action: Transaction) -> None:
         slot = Slot()

@@ -132,6 +132,9 @@ class Dispatcher:
         self._client_pause_until = 0.0
         #: Queues whose next command waits for the CLIENT PAUSE to end (still `scheduled`).
         self._held: list[ClientQueue] = []
+        #: While a response's replies are delivered: what to run once they all are (clients
+        #: send everything they got in one round at once, see `Connection._fill`).
+        self.delivery_round: list[Callable[[], None]] | None = None
 
     # -- turning commands into upstream work: the one place the request form is chosen -------
 
@@ -338,14 +341,27 @@ class Dispatcher:
             frames = [encode_error("ERR internal error in resp-bridge (see its log)")] * len(items)
         finally:
             self.in_flight -= 1
-        for item, frame in zip(items, frames, strict=True):
-            try:
-                item.deliver(frame)
-            except Exception:  # one client's rendering bug must not take the bridge down
-                log.exception("internal error delivering a reply; the client gets an error")
-                self.stats.errors["internal"] += 1
-                with contextlib.suppress(Exception):
-                    item.deliver(encode_error("ERR internal error in resp-bridge (see its log)"))
+        after: list[Callable[[], None]] = []
+        outer, self.delivery_round = self.delivery_round, after
+        try:
+            for item, frame in zip(items, frames, strict=True):
+                try:
+                    item.deliver(frame)
+                except Exception:  # one client's rendering bug must not take the bridge down
+                    log.exception("internal error delivering a reply; the client gets an error")
+                    self.stats.errors["internal"] += 1
+                    with contextlib.suppress(Exception):
+                        item.deliver(
+                            encode_error("ERR internal error in resp-bridge (see its log)")
+                        )
+        finally:
+            self.delivery_round = outer
+            for flush in after:
+                try:
+                    flush()
+                except Exception:  # as above: one client only
+                    log.exception("internal error sending replies")
+                    self.stats.errors["internal"] += 1
         for queue, _ in batch:
             queue.in_flight = False
             if queue.items:
