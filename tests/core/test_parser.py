@@ -158,7 +158,7 @@ def _outcome(parser: RequestParser, chunks: list[bytes]) -> tuple[list[list[byte
 _ARGS = st.lists(st.binary(max_size=12), min_size=1, max_size=4)
 
 
-@settings(max_examples=400)
+@settings(max_examples=3000)
 @given(
     requests=st.lists(_ARGS, min_size=1, max_size=4),
     edits=st.lists(st.tuples(st.integers(0, 200), st.binary(max_size=3)), max_size=3),
