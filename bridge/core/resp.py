@@ -372,15 +372,61 @@ def _parse_len(buf: bytes | bytearray, start: int, end: int) -> int:
 
 
 def split_frames(data: bytes) -> list[bytes]:
-    """Split a complete concatenation of replies into one bytes object per reply."""
+    """Split a complete concatenation of replies into one bytes object per reply.
+
+    One pass over `data` (the grammar of `_scan`, inlined): a /pipeline response of simple
+    replies costs one header lookup each, no call per frame (was 3 calls and a list each)."""
     frames: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        end = frame_end(data, pos)
-        if end < 0:
+    append = frames.append
+    find = data.find
+    n = len(data)
+    pos = start = 0
+    owed = 1
+    stack: list[int] = []
+    while pos < n:
+        kind = data[pos]
+        eol = find(b"\r\n", pos + 1)
+        if eol < 0:
             raise RespProtocolError("truncated RESP reply")
-        frames.append(data[pos:end])
-        pos = end
+        if kind == 0x24 or kind in _BLOB_TYPES:  # '$' first: the usual reply
+            length = _parse_len(data, pos + 1, eol)
+            if length >= 0:
+                end = eol + 2 + length
+                if end + 2 > n:
+                    raise RespProtocolError("truncated RESP reply")
+                if data[end : end + 2] != b"\r\n":
+                    raise RespProtocolError("bulk string not terminated by CRLF")
+                pos = end + 2
+            else:
+                pos = eol + 2
+            owed -= 1
+        elif kind in _LINE_TYPES:
+            pos = eol + 2
+            owed -= 1
+        elif kind in _AGGREGATE_TYPES or kind in _PAIR_TYPES:
+            count = _parse_len(data, pos + 1, eol)
+            pos = eol + 2
+            owed -= 1
+            if count > 0:
+                if kind in _PAIR_TYPES:
+                    count *= 2
+                if kind == 0x7C:  # attribute: its pairs precede the real reply
+                    count += 1
+                stack.append(owed)
+                if len(stack) > MAX_FRAME_DEPTH:
+                    raise RespProtocolError("reply nested too deeply")
+                owed += count
+                continue
+        else:
+            raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
+        while stack and owed == stack[-1]:
+            stack.pop()
+        if not owed:
+            append(data[start:pos])
+            start = pos
+            owed = 1
+    if owed != 1 or start != n:
+        raise RespProtocolError("truncated RESP reply")
     return frames
 
 
