@@ -161,7 +161,7 @@ class RequestParser:
                 if size < 0:
                     break
                 out.append(item)
-        except hiredis.ProtocolError:
+        except (hiredis.ProtocolError, IndexError):  # IndexError: shorter than canonical
             size = -1
         if size != len(tail):
             self._quick = hiredis.Reader()  # it may hold part of a request
