@@ -133,7 +133,7 @@ class RequestParser:
         hiredis allocates an array when it reads its `*N` header: the caller first makes
         sure no `*` in `tail` is followed by 7 digits or more (N < 1,000,000 elements)."""
         reader = self._quick
-        reader.feed(tail)
+        reader.feed(tail)  # type: ignore[arg-type]  # any buffer (stub: str | bytes)
         limits = self._limits
         max_args = limits.max_args
         max_bulk = limits.max_bulk_bytes
