@@ -148,8 +148,9 @@ def start_devserver(
     if redis_url is not None:
         args += ["--redis-url", redis_url]
     args += list(extra_args)
+    # In the session's temporary home: removed with it at the end (was left in /tmp).
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept for the handle's lifetime
-        prefix="devserver-", suffix=".log", delete=False
+        prefix="devserver-", suffix=".log", delete=False, dir=TEST_HOME or None
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESP_BRIDGE_DEVSERVER_")}
     process = subprocess.Popen(
