@@ -146,10 +146,12 @@ class RestClient:
         if refused is not None:
             return [refused] * n
         self._check_status(response)
-        with _map_codec_errors():
+        try:  # (not `_map_codec_errors`: a generator context manager per request)
             if self.resp2 and _is_octet_stream(response):
                 return rest_codec.resp2_pipeline_frames(response.body, n)
             return rest_codec.json_pipeline_frames(response.body, n)
+        except rest_codec.CodecError as exc:
+            raise _invalid_response(exc) from exc
 
     async def single(self, args: Sequence[bytes]) -> bytes:
         """Run one command in the path form (for binary arguments); its RESP2 frame."""
@@ -241,4 +243,8 @@ def _map_codec_errors() -> Iterator[None]:
     try:
         yield
     except rest_codec.CodecError as exc:
-        raise UpstreamProtocolError(f"invalid response: {exc}") from exc
+        raise _invalid_response(exc) from exc
+
+
+def _invalid_response(exc: rest_codec.CodecError) -> UpstreamProtocolError:
+    return UpstreamProtocolError(f"invalid response: {exc}")
