@@ -10,6 +10,11 @@ written as prepared bytes. A handler returns either a `Response` (body in memory
 the client disconnects (detected by a concurrent read that sees EOF), or a write makes no
 progress for STREAM_SEND_TIMEOUT_S. Listeners may be TLS ones (`trio.SSLListener`).
 
+On a plain TCP connection the socket is read and written directly (non-blocking
+`os.read`/`os.write` on its descriptor, trio only waiting for readiness when the socket is not
+ready): a request costs no task switch of its own, and the connection's deadline is set only
+when a wait is needed.
+
 One client can never take the server down: each connection task catches `Exception` and closes
 only its own socket. A client going away (EOF, reset, broken pipe, TLS handshake refused, stuck
 reader) is a debug/info line; a traceback is logged only for a bug.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -54,6 +60,9 @@ LINGER_TIMEOUT_S = 2.0
 LINGER_MAX_BYTES = 256 * 1024 * 1024
 #: Concurrent client connections; more wait in the accept backlog.
 MAX_CONNECTIONS = 2048
+#: A connection whose requests arrive (and are answered) without waiting yields to the other
+#: tasks after this many requests in a row.
+MAX_REQUESTS_WITHOUT_YIELD = 16
 
 #: The `server` header of every response unless the HttpServer is given another name.
 DEFAULT_SERVER_NAME = b"resp-bridge-devserver"
@@ -275,15 +284,17 @@ class _Connection:
 
     The parser is fed whatever the socket gives; its callbacks assemble requests into
     `_ready` (pipelined requests queue there in order). A single cancel scope bounds the
-    connection; its deadline is moved per phase (idle wait, request read, response write)
-    instead of opening a scope per step. The handler itself runs without this deadline:
-    Redis calls carry their own timeouts."""
+    connection; its deadline is set when a wait begins (idle wait, request read, response
+    write) instead of opening a scope per step, and lifted (`_unbound`) before the handler
+    runs: the handler runs without it (Redis calls carry their own timeouts)."""
 
     __slots__ = (
         "_body",
         "_body_size",
+        "_bounded",
         "_error",
         "_expect_continue",
+        "_fd",
         "_head_bytes",
         "_headers",
         "_headers_done",
@@ -291,18 +302,28 @@ class _Connection:
         "_limit",
         "_parser",
         "_ready",
+        "_request_deadline",
         "_scope",
         "_server",
         "_stream",
         "_too_large",
+        "_unyielded",
         "_url",
     )
 
     def __init__(self, server: HttpServer, stream: trio.abc.Stream) -> None:
         self._server = server
         self._stream = stream
+        #: The socket's descriptor on a plain TCP connection (driven directly), else -1.
+        self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         self._limit = server._max_body_bytes
         self._scope = trio.CancelScope()
+        #: The scope has a finite deadline (a wait set it).
+        self._bounded = False
+        #: When the request being received must be complete (None: not set yet).
+        self._request_deadline: float | None = None
+        #: Requests in a row that came without waiting for the socket.
+        self._unyielded = 0
         self._parser = httptools.HttpRequestParser(self)
         #: Complete requests, in arrival order: (request, keep-alive, HTTP/1.1).
         self._ready: deque[tuple[Request, bool, bool]] = deque()
@@ -360,6 +381,7 @@ class _Connection:
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._request_deadline = None
         if self._too_large is not None:
             return
         parser = self._parser
@@ -393,31 +415,92 @@ class _Connection:
     async def _read_request(self) -> tuple[Request, bool, bool] | None:
         """The next request; None when the client closed its connection between requests.
         Raises _BadRequest or RequestTooLarge (then the connection is answered and closed)."""
-        if self._ready:
-            return self._ready.popleft()
-        # Between requests a keep-alive connection may idle; a started request has a deadline.
-        started = self._in_message  # part of it came with the previous one
-        wait = REQUEST_READ_TIMEOUT_S if started else KEEPALIVE_IDLE_TIMEOUT_S
-        self._scope.deadline = trio.current_time() + wait
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        if self._in_message:  # part of it came with the previous one: a fresh time limit
+            self._request_deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S
         while True:
-            if self._ready:
-                return self._ready.popleft()
+            if ready:
+                return ready.popleft()
             if self._error is not None:
                 raise self._error
             if self._too_large is not None:
                 raise self._too_large
-            data = await self._stream.receive_some(RECV_CHUNK_BYTES)
+            data: bytes | bytearray | None = self._receive_now()
+            if data is None:
+                # Between requests a keep-alive connection may idle; a started request has
+                # a deadline (from its first bytes).
+                if self._in_message:
+                    if self._request_deadline is None:
+                        self._request_deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S
+                    self._bound(self._request_deadline)
+                else:
+                    self._bound(trio.current_time() + KEEPALIVE_IDLE_TIMEOUT_S)
+                self._unyielded = 0
+                data = await self._receive()
             if not data:
                 if self._in_message:  # half-closed mid-request: it may still read the 400
                     raise _BadRequest(400, "ERR bad HTTP request: incomplete request")
                 return None  # the client closed its keep-alive connection
-            if not started:
-                started = True
-                self._scope.deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S
             self._feed(data)
             if self._expect_continue and self._in_message and self._too_large is None:
                 self._expect_continue = False
-                await self._stream.send_all(_CONTINUE)
+                await self._send_all(_CONTINUE)
+
+    def _receive_now(self) -> bytes | None:
+        """What the socket has right now, without waiting (None: nothing yet, or not a plain
+        socket); b"" at EOF."""
+        if self._fd < 0:
+            return None
+        try:
+            return os.read(self._fd, RECV_CHUNK_BYTES)
+        except BlockingIOError:
+            return None
+
+    async def _receive(self) -> bytes | bytearray:
+        """Wait for the next bytes (b"" at EOF)."""
+        fd = self._fd
+        if fd < 0:
+            return await self._stream.receive_some(RECV_CHUNK_BYTES)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, RECV_CHUNK_BYTES)
+            except BlockingIOError:
+                continue
+
+    async def _send_all(self, data: bytes) -> None:
+        """Write all of `data` within RESPONSE_SEND_TIMEOUT_S; a plain socket that takes it
+        at once costs no wait and no deadline."""
+        fd = self._fd
+        if fd < 0:
+            self._bound(trio.current_time() + RESPONSE_SEND_TIMEOUT_S)
+            await self._stream.send_all(data)
+            return
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        self._bound(trio.current_time() + RESPONSE_SEND_TIMEOUT_S)
+        view = memoryview(data)[sent:]
+        while view:
+            await trio.lowlevel.wait_writable(fd)
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+
+    def _bound(self, deadline: float) -> None:
+        self._scope.deadline = deadline
+        self._bounded = True
+
+    def _unbound(self) -> None:
+        if self._bounded:
+            self._scope.deadline = math.inf
+            self._bounded = False
 
     # -- the request loop -------------------------------------------------------------------
 
@@ -444,7 +527,7 @@ class _Connection:
             if parsed is None:
                 return
             request, keep_alive, http11 = parsed
-            self._scope.deadline = math.inf
+            self._unbound()
             response = await server._handler(request)
             if isinstance(response, StreamingResponse):
                 await self._send_stream(response, chunked=http11)
@@ -453,6 +536,12 @@ class _Connection:
             await self._send_simple(response, request.method, close=close)
             if close:
                 return
+            self._unyielded += 1
+            if self._unyielded >= MAX_REQUESTS_WITHOUT_YIELD:
+                # Nothing of this connection waited lately (requests already there, answers
+                # taken at once): let the other tasks run.
+                self._unyielded = 0
+                await trio.lowlevel.checkpoint()
 
     async def _linger(self) -> None:
         """Discard what the client still sends for a while before closing, so that it reads
@@ -473,13 +562,20 @@ class _Connection:
 
     async def _send_simple(self, response: Response, method: bytes, *, close: bool) -> None:
         body = response.body
-        out = _head(self._server.server_name, response)
-        out += b"content-length: %d\r\n" % len(body)
-        out += b"connection: close\r\n\r\n" if close else b"\r\n"
+        status = response.status
+        headers = response.headers
+        out = b"HTTP/1.1 %d %b\r\nserver: %b\r\ncontent-type: %b\r\n%bcontent-length: %d\r\n%b" % (
+            status,
+            _REASONS.get(status, b""),
+            self._server.server_name,
+            response.content_type,
+            b"".join([b"%b: %b\r\n" % header for header in headers]) if headers else b"",
+            len(body),
+            b"connection: close\r\n\r\n" if close else b"\r\n",
+        )
         if body and method != b"HEAD":
             out += body
-        self._scope.deadline = trio.current_time() + RESPONSE_SEND_TIMEOUT_S
-        await self._stream.send_all(out)
+        await self._send_all(out)
 
     async def _send_stream(self, response: StreamingResponse, *, chunked: bool) -> None:
         head = _head(self._server.server_name, response)

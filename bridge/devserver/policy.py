@@ -69,6 +69,16 @@ _TIMEOUT_LAST = frozenset({b"BLPOP", b"BRPOP", b"BRPOPLPUSH", b"BLMOVE", b"BZPOP
 _TIMEOUT_FIRST = frozenset({b"BLMPOP", b"BZMPOP"})
 
 
+#: Upper-case names `plan` may refuse, rewrite or give a block time: any other command is
+#: sent as it is, with no block time (a batch of only those needs no `plan` per command).
+SPECIAL_NAMES = frozenset(
+    {b"CONFIG", b"CLIENT", b"XREAD", b"XREADGROUP", b"WAIT", b"WAITAOF"}
+    | REFUSED.keys()
+    | _TIMEOUT_LAST
+    | _TIMEOUT_FIRST
+)
+
+
 class Refused(Exception):
     """The command cannot run over REST; `str(exc)` is the RESP error text."""
 

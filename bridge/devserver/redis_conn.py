@@ -1,9 +1,9 @@
 """Async (trio) connections to Redis and a bounded pool of them, for the devserver.
 
 Owns the wire side towards redis-server: connect + AUTH/SELECT handshake, sending a batch of
-already-encoded commands in one write (a RESP pipeline), and reading back the exact bytes of
-each reply frame. It does not interpret replies (the caller parses them with
-`bridge.core.resp.parse_frame`) and does not decide which commands are allowed.
+already-encoded commands in one write (a RESP pipeline), and reading back the replies: as the
+exact bytes of each frame, as the exact bytes of them all, or as hiredis' values. It does not
+interpret replies beyond that and does not decide which commands are allowed.
 
 Invariants:
 - A connection is used by one request at a time (the pool hands it out exclusively).
@@ -15,16 +15,19 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import trio
 
 from bridge import redaction
 from bridge.core.resp import ErrorReply as _ErrorReply
-from bridge.core.resp import FrameReader, RespProtocolError, encode_command, parse_frame
+from bridge.core.resp import encode_command, parse_frame
+from bridge.devserver.reply_frames import FrameBuffer, ReplyProtocolError
 
 #: Connect (TCP + handshake) deadline: an unreachable Redis must turn into a quick 503.
 REDIS_CONNECT_TIMEOUT_S = 3.0
@@ -40,6 +43,8 @@ READ_CHUNK_BYTES = 256 * 1024
 MAX_REPLY_BYTES = 512 * 1024 * 1024
 #: Deadline of best-effort cleanup on close.
 CLOSE_TIMEOUT_S = 1.0
+#: hiredis' answer while a reply is incomplete (a RESP3 false could pass for its default).
+_INCOMPLETE = object()
 
 
 class RedisUnavailable(Exception):
@@ -93,13 +98,25 @@ def redact_url(url: str) -> str:
 
 
 class RedisConnection:
-    """One TCP connection to Redis. Not safe for concurrent use: the pool serializes it."""
+    """One TCP connection to Redis. Not safe for concurrent use: the pool serializes it.
 
-    __slots__ = ("_scanner", "_stream", "broken")
+    The socket is driven directly (non-blocking `os.read`/`os.write` on its descriptor, trio
+    only waiting for readiness): a request costs one write and, usually, one wait and one
+    read. Two ways to read replies: `execute` returns each reply's exact frame (a Python
+    scan, `reply_frames`; `read_frame` then reads pushes that follow, as SSE does), while
+    `execute_raw` and `execute_values` let hiredis (C) find the replies and return their
+    bytes all together or their values. Between requests no byte is left unread (a reply
+    stream out of step closes the connection)."""
+
+    __slots__ = ("_fd", "_frames", "_poller", "_reader", "_stream", "broken")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
-        self._scanner = FrameReader()
+        self._fd = stream.socket.fileno()
+        self._frames = FrameBuffer()
+        self._reader = hiredis.Reader(notEnoughData=_INCOMPLETE)
+        self._poller = select.poll()
+        self._poller.register(self._fd, select.POLLIN)
         self.broken = False
 
     @classmethod
@@ -144,60 +161,187 @@ class RedisConnection:
             if isinstance(value, _ErrorReply):
                 raise HandshakeError(value.text)
 
+    def _lost(self, exc: OSError | None = None) -> RedisUnavailable:
+        self.broken = True
+        if exc is None:
+            return RedisUnavailable("ERR devserver: Redis closed the connection")
+        return RedisUnavailable(f"ERR devserver: lost the connection to Redis ({exc})")
+
     async def send(self, data: bytes) -> None:
+        """Write all of `data`: at once when the socket takes it (no wait, no task switch)."""
+        rest = self._send_now(data)
+        if rest is not None:
+            await self._send_rest(rest)
+
+    def _send_now(self, data: bytes) -> memoryview | None:
+        """Write what the socket takes now; the part left (None: nothing left)."""
         try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.broken = True
-            raise RedisUnavailable(f"ERR devserver: lost the connection to Redis ({exc})") from None
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._lost(exc) from None
+        return None if sent == len(data) else memoryview(data)[sent:]
+
+    async def _send_rest(self, view: memoryview) -> None:
+        fd = self._fd
+        while view:
+            try:
+                await trio.lowlevel.wait_writable(fd)
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                pass
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise self._lost(exc if isinstance(exc, OSError) else None) from None
+
+    def _receive_now(self) -> bytes | None:
+        """What Redis has sent, without waiting (None: nothing yet)."""
+        try:
+            data = os.read(self._fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise self._lost(exc) from None
+        if not data:
+            raise self._lost()
+        return data
+
+    async def _receive(self) -> bytes:
+        """The next bytes from Redis (waits for them; no deadline: callers set one)."""
+        fd = self._fd
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(fd)
+                data = os.read(fd, READ_CHUNK_BYTES)
+            except BlockingIOError:
+                continue
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise self._lost(exc if isinstance(exc, OSError) else None) from None
+            if not data:
+                raise self._lost()
+            return data
 
     async def read_frame(self) -> bytes:
-        """Read one complete reply frame (exact bytes). No deadline: callers set one."""
-        scanner = self._scanner
+        """Read one complete reply frame (exact bytes). No deadline: callers set one.
+        Cancelling it loses nothing: bytes already read stay buffered for the next call."""
+        frames = self._frames
         while True:
-            frame = scanner.next_frame()
+            try:
+                frame = frames.next_frame()
+            except ReplyProtocolError as exc:
+                self.broken = True
+                raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
             if frame is not None:
                 return frame
-            if scanner.buffered > MAX_REPLY_BYTES:
+            if frames.buffered > MAX_REPLY_BYTES:
                 self.broken = True
                 raise RedisUnavailable(
                     f"ERR devserver: reply from Redis larger than {MAX_REPLY_BYTES} bytes"
                 )
-            try:
-                data = await self._stream.receive_some(READ_CHUNK_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self.broken = True
-                raise RedisUnavailable(
-                    f"ERR devserver: lost the connection to Redis ({exc})"
-                ) from None
-            if not data:
-                self.broken = True
-                raise RedisUnavailable("ERR devserver: Redis closed the connection")
-            scanner.feed(data)
+            frames.feed(await self._receive())
 
     async def execute(
         self, payload: bytes, count: int, timeout_s: float = REDIS_REPLY_TIMEOUT_S
     ) -> list[bytes]:
-        """Send `payload` (count encoded commands) in one write and read `count` replies."""
+        """Send `payload` (count encoded commands) in one write and read `count` replies,
+        each as its exact frame."""
         try:
             with trio.fail_after(timeout_s):
                 await self.send(payload)
                 return [await self.read_frame() for _ in range(count)]
         except trio.TooSlowError:
+            raise self._too_slow(timeout_s) from None
+
+    async def execute_raw(
+        self,
+        payload: bytes,
+        count: int,
+        timeout_s: float = REDIS_REPLY_TIMEOUT_S,
+        hold: Callable[[], Awaitable[None]] | None = None,
+    ) -> bytes:
+        """Like `execute`, but the `count` replies as one byte string (exactly as sent).
+
+        `hold`: awaited between sending and reading (the devserver's emulated latency): the
+        replies are then read in one go once it returns, instead of waking up for them
+        first; the reply deadline counts from then."""
+        chunks = await self._exchange(payload, count, timeout_s, None, hold)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def execute_values(
+        self,
+        payload: bytes,
+        count: int,
+        timeout_s: float = REDIS_REPLY_TIMEOUT_S,
+        hold: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[object]:
+        """Like `execute_raw`, but the replies parsed by hiredis: bytes for bulk and simple
+        strings alike, int, None, lists, `hiredis.ReplyError` for errors (nested too)."""
+        values: list[object] = []
+        await self._exchange(payload, count, timeout_s, values, hold)
+        return values
+
+    async def _exchange(
+        self,
+        payload: bytes,
+        count: int,
+        timeout_s: float,
+        values: list[object] | None,
+        hold: Callable[[], Awaitable[None]] | None,
+    ) -> list[bytes]:
+        """Send, then read until hiredis has seen `count` complete replies: the bytes read
+        (exactly those replies), their values appended to `values` when given."""
+        if self._frames.buffered:  # an earlier `execute` left bytes nobody asked for
             self.broken = True
-            raise RedisUnavailable(
-                f"ERR devserver: Redis did not answer within {timeout_s:g} s"
-            ) from None
-        except RespProtocolError as exc:
+            raise RedisUnavailable("ERR devserver: invalid reply from Redis (out of step)")
+        rest = self._send_now(payload)
+        if hold is not None and rest is None:
+            await hold()
+        reader = self._reader
+        gets = reader.gets
+        chunks: list[bytes] = []
+        got = 0
+        size = 0
+        # A scope of its own (not fail_after's context manager): the cheapest bounded wait.
+        with trio.CancelScope(deadline=trio.current_time() + timeout_s) as scope:
+            try:
+                if rest is not None:
+                    await self._send_rest(rest)
+                while got < count:
+                    # After the hold the replies are usually there: read before waiting.
+                    data = self._receive_now() if hold is not None else None
+                    if data is None:
+                        data = await self._receive()
+                    hold = None
+                    chunks.append(data)
+                    reader.feed(data)
+                    while (value := gets()) is not _INCOMPLETE:
+                        got += 1
+                        if values is not None:
+                            values.append(value)
+                    size += len(data)
+                    if got < count and size > MAX_REPLY_BYTES:
+                        self.broken = True
+                        raise RedisUnavailable(
+                            f"ERR devserver: reply from Redis larger than {MAX_REPLY_BYTES} bytes"
+                        )
+            except hiredis.ProtocolError as exc:
+                self.broken = True
+                raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
+        if scope.cancelled_caught:
+            raise self._too_slow(timeout_s)
+        if got > count or reader.has_data():
             self.broken = True
-            raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
+            raise RedisUnavailable("ERR devserver: invalid reply from Redis (more than asked)")
+        return chunks
+
+    def _too_slow(self, timeout_s: float) -> RedisUnavailable:
+        self.broken = True
+        return RedisUnavailable(f"ERR devserver: Redis did not answer within {timeout_s:g} s")
 
     def is_stale(self) -> bool:
         """True if an idle connection has something to read: EOF (Redis closed it) or junk."""
         try:
-            poller = select.poll()
-            poller.register(self._stream.socket.fileno(), select.POLLIN)
-            return bool(poller.poll(0))
+            return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True
 
@@ -242,6 +386,10 @@ class RedisPool:
     def idle_connections(self) -> int:
         return len(self._idle)
 
+    def has_room(self) -> bool:
+        """At most three quarters of the connections are lent out: one may be held longer."""
+        return self._slots.value * 4 > self.size
+
     async def _acquire_slot(self) -> None:
         try:
             self._slots.acquire_nowait()  # the common case: no cancel scope needed
@@ -277,24 +425,37 @@ class RedisPool:
         self.opened_total += 1
         return conn
 
+    async def acquire(self) -> RedisConnection:
+        """Borrow a connection exclusively; give it back with `release` (in a finally)."""
+        await self._acquire_slot()
+        try:
+            return await self._get()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def release(self, conn: RedisConnection) -> None:
+        """Take back a borrowed connection: pooled again unless `broken` (then closed)."""
+        if conn.broken:
+            try:
+                await conn.aclose()
+            finally:
+                self._slots.release()
+            return
+        self._idle.append(conn)
+        self._slots.release()
+
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[RedisConnection]:
-        await self._acquire_slot()
-        conn: RedisConnection | None = None
+        """`acquire` .. `release` as a block; an exception inside marks the connection broken."""
+        conn = await self.acquire()
         try:
-            conn = await self._get()
             yield conn
         except BaseException:
-            if conn is not None:
-                conn.broken = True
+            conn.broken = True
             raise
         finally:
-            if conn is not None:
-                if conn.broken:
-                    await conn.aclose()
-                else:
-                    self._idle.append(conn)
-            self._slots.release()
+            await self.release(conn)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []

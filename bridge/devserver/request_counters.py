@@ -9,6 +9,7 @@ HTTP connections are, as connections).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 _GAUGES = frozenset({"sse_streams_open", "http_connections_open"})
@@ -63,6 +64,22 @@ class Stats:
         else:
             by_name[OTHER_NAME] = by_name.get(OTHER_NAME, 0) + 1
         self.commands_by_db[db] = self.commands_by_db.get(db, 0) + 1
+
+    def count_names(self, counts: Mapping[bytes, int], db: str) -> None:
+        """`count_command` for a batch: `counts` maps each name as received to how many times
+        it came (in order of first appearance)."""
+        by_name = self.commands_by_name
+        total = 0
+        for name, n in counts.items():
+            total += n
+            key = name.upper().decode("utf-8", "replace")
+            if key in by_name:
+                by_name[key] += n
+            elif len(by_name) < MAX_COMMAND_NAMES:
+                by_name[key] = n
+            else:
+                by_name[OTHER_NAME] = by_name.get(OTHER_NAME, 0) + n
+        self.commands_by_db[db] = self.commands_by_db.get(db, 0) + total
 
     def reset(self) -> None:
         for f in fields(self):

@@ -5,7 +5,12 @@ Owns the byte-level mapping between the REST API and Redis commands/replies:
   command forms (`["SET","k",1]` and 2-D arrays), argument conversion (JSON numbers keep their
   literal text, booleans become `true`/`false`);
 - response side: one Redis reply frame (exact RESP2 bytes) to the JSON `result` value, plain
-  (UTF-8 with U+FFFD for invalid bytes) or with `Upstash-Encoding: base64`.
+  (UTF-8 with U+FFFD for invalid bytes) or with `Upstash-Encoding: base64`; or, plain only,
+  the same from hiredis' parsed values (`values_json`).
+
+Speed: the common /pipeline body (arrays of strings only) is parsed by orjson and checked with
+a few C-level passes over the whole batch (`plain_commands`); anything else (numbers, whose
+literal text must be kept, booleans, errors) takes the exact `json` path.
 
 Invariants: a malformed request raises `BadRequest` with the JSON error text, never anything
 else; only a top-level simple-string `OK` escapes base64 encoding.
@@ -15,7 +20,12 @@ from __future__ import annotations
 
 import base64
 import json
+from itertools import chain
+from operator import itemgetter
 from urllib.parse import unquote_to_bytes
+
+import hiredis
+import orjson
 
 from bridge.core.resp import parse_frame, split_frames
 
@@ -58,7 +68,10 @@ def path_segments(path: bytes) -> list[bytes]:
     Every `/` separates arguments, so empty segments are empty arguments (`/set/k/` is
     `SET k ""`); `+` stays a plus sign (path semantics, not form encoding).
     """
-    return [unquote_to_bytes(seg) for seg in path[1:].split(b"/")]
+    segments = path[1:].split(b"/")
+    if b"%" not in path:
+        return segments  # nothing percent-encoded: the segments are the bytes themselves
+    return [unquote_to_bytes(seg) for seg in segments]
 
 
 def query_pairs(query: bytes) -> list[tuple[bytes, bytes | None]]:
@@ -162,8 +175,34 @@ def parse_json_command(body: bytes) -> list[bytes]:
     return _to_command(_load_json(body), "the command")
 
 
+_FIRST = itemgetter(0)
+
+
+def plain_commands(body: bytes) -> list[list[str]] | None:
+    """The commands of a /pipeline or /multi-exec body in the common case: a non-empty JSON
+    array of non-empty arrays of strings, within the limits (what `parse_json_commands` would
+    return, as str). None for anything else: `parse_json_commands` then decides exactly,
+    with its error messages (orjson refuses what needs them: lone surrogates, not UTF-8)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not list or not data or len(data) > MAX_PIPELINE_COMMANDS:
+        return None
+    if set(map(type, data)) != {list} or not all(data):
+        return None
+    if max(map(len, data)) > MAX_COMMAND_ARGS:
+        return None
+    if set(map(type, chain.from_iterable(data))) != {str} or not all(map(_FIRST, data)):
+        return None
+    return data
+
+
 def parse_json_commands(body: bytes) -> list[list[bytes]]:
     """Body of `/pipeline` and `/multi-exec`: `[["SET","k","v"],["GET","k"]]` (may be empty)."""
+    plain = plain_commands(body)
+    if plain is not None:
+        return [list(map(str.encode, item)) for item in plain]
     data = _load_json(body)
     if not isinstance(data, list):
         raise BadRequest(f"ERR the body must be a JSON array of commands, got {_json_type(data)}")
@@ -230,6 +269,35 @@ def item_json(frame: bytes, b64: bool) -> dict[str, object]:
     if frame[:1] == b"-":
         return {"error": error_text(frame)}
     return {"result": reply_to_json(frame, b64)}
+
+
+def values_json(values: list[object]) -> list[dict[str, object]]:
+    """/pipeline items from hiredis' values of the replies (plain, not base64): the same as
+    `item_json` of their frames (simple and bulk strings are alike in plain JSON)."""
+    items: list[dict[str, object]] = []
+    append = items.append
+    for value in values:
+        kind = type(value)
+        if kind is bytes:
+            append({"result": value.decode("utf-8", "replace")})  # type: ignore[attr-defined]
+        elif kind is int or value is None:
+            append({"result": value})
+        elif isinstance(value, hiredis.ReplyError):
+            append({"error": str(value)})
+        else:
+            append({"result": plain_value(value)})
+    return items
+
+
+def plain_value(value: object) -> object:
+    """A hiredis value as its plain JSON `result` (nested errors are their text)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [plain_value(item) for item in value]
+    if value is None or type(value) is int:
+        return value
+    return str(value)  # a nested hiredis.ReplyError: its text
 
 
 def array_items(frame: bytes) -> list[bytes] | None:

@@ -28,8 +28,13 @@ import itertools
 import logging
 import secrets
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
+from operator import itemgetter
+from typing import Any, cast
 
 import hiredis
 import orjson
@@ -210,9 +215,17 @@ def json_error(status: int, message: str) -> Response:
     return Response(status, orjson.dumps({"error": message}), JSON)
 
 
+_FIRST = itemgetter(0)
+#: What `DevServerApp._redis` returns: every reply's exact frame, all the replies as one byte
+#: string, or hiredis' values of them.
+_FRAMES, _RAW, _VALUES = range(3)
+#: hiredis' C encoder of one command (a tuple of str or bytes arguments).
+_pack = cast("Callable[[tuple[str | bytes, ...]], bytes]", hiredis.pack_command)
+
+
 def _encode(args: list[bytes]) -> bytes:
     """One command as a RESP multibulk (hiredis' C encoder: the hot path of every request)."""
-    return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
+    return _pack(tuple(args))
 
 
 _MULTI = _encode([b"MULTI"])
@@ -263,6 +276,8 @@ class DevServerApp:
         self._sync_prefix = secrets.token_hex(6)
         self._sync_counter = itertools.count(1)
         self.faults = FaultInjector(config.faults)
+        self._fault_settings: Faults | None = None
+        self._faults_on = False
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -417,7 +432,7 @@ class DevServerApp:
         internal = req.target.startswith(b"/_devserver/")
         if not internal:
             self.stats.http_requests += 1
-        faulty = not internal and self.faults.active
+        faulty = not internal and self._faults_active()
         injected = self.faults.before() if faulty else None
         try:
             response = injected if injected is not None else await self._dispatch(req, arrival)
@@ -444,6 +459,14 @@ class DevServerApp:
         """Fault injection after the request ran (may raise `InjectedReset`): see `faults`."""
         return await self.faults.after(response)
 
+    def _faults_active(self) -> bool:
+        """`faults.active`, worked out once per settings (they are frozen, replaced whole)."""
+        settings = self.faults.settings
+        if settings is not self._fault_settings:
+            self._fault_settings = settings
+            self._faults_on = settings.active
+        return self._faults_on
+
     def _count_status(self, status: int) -> None:
         if status >= 500:
             self.stats.http_5xx += 1
@@ -464,9 +487,10 @@ class DevServerApp:
                 return None
             token = given.strip()
         else:
-            token = rest_encoding.query_token(pairs)
-            if token is None:
+            in_query = rest_encoding.query_token(pairs)
+            if in_query is None:
                 return None
+            token = in_query
         found = None
         for known, grant in self._grants.items():
             if hmac.compare_digest(token, known):
@@ -493,9 +517,13 @@ class DevServerApp:
         first = segments[0].lower()
         if len(segments) == 1 and first in (b"pipeline", b"multi-exec"):
             b64, resp2 = self._formats(req)
+            if first == b"pipeline":
+                plain = rest_encoding.plain_commands(req.body)
+                if plain is not None:
+                    return await self._plain_pipeline(plain, role, b64, resp2, arrival)
             commands = rest_encoding.parse_json_commands(req.body)
             if first == b"pipeline":
-                return await self._pipeline(commands, role, b64, resp2)
+                return await self._pipeline(commands, role, b64, resp2, arrival)
             return await self._multi_exec(commands, role, b64)
         if first in (b"subscribe", b"psubscribe", b"monitor"):
             return await self._sse(req, first.decode(), segments[1:], role, arrival)
@@ -515,7 +543,7 @@ class DevServerApp:
             if req.body and req.method in (b"POST", b"PUT"):
                 args.append(req.body)
             args.extend(rest_encoding.query_args(pairs))
-        return await self._single(args, role, b64, resp2)
+        return await self._single(args, role, b64, resp2, arrival)
 
     @staticmethod
     def _formats(req: Request) -> tuple[bool, bool]:
@@ -537,7 +565,9 @@ class DevServerApp:
 
     # -- command endpoints ------------------------------------------------------------------
 
-    async def _single(self, args: list[bytes], role: Grant, b64: bool, resp2: bool) -> Response:
+    async def _single(
+        self, args: list[bytes], role: Grant, b64: bool, resp2: bool, arrival: float
+    ) -> Response:
         self.stats.single_commands += 1
         self.stats.commands += 1
         self.stats.count_command(args[0], role.db)
@@ -550,27 +580,76 @@ class DevServerApp:
         if isinstance(todo, bytes):
             frame = todo  # answered without Redis (policy.plan)
         else:
-            async with role.pool.connection() as conn:
-                (frame,) = await conn.execute(_encode(todo), 1, REDIS_REPLY_TIMEOUT_S + block_s)
+            payload = _encode(todo)
+            timeout_s = REDIS_REPLY_TIMEOUT_S + block_s
+            if resp2:  # errors too: 200 with the -ERR frame
+                raw = await self._redis(role, payload, 1, timeout_s, _RAW, arrival)
+                return Response(200, raw, OCTET)
+            if not b64:
+                (value,) = await self._redis(role, payload, 1, timeout_s, _VALUES, arrival)
+                if isinstance(value, hiredis.ReplyError):
+                    return json_error(400, str(value))
+                return _json(200, {"result": rest_encoding.plain_value(value)})
+            (frame,) = await self._redis(role, payload, 1, timeout_s, _FRAMES, arrival)
         if resp2:
-            return Response(200, frame, OCTET)  # errors too: 200 with the -ERR frame
+            return Response(200, frame, OCTET)
         if rest_encoding.is_error_frame(frame):
             return json_error(400, rest_encoding.error_text(frame))
         return _json(200, {"result": rest_encoding.reply_to_json(frame, b64)})
 
+    async def _plain_pipeline(
+        self, commands: list[list[str]], role: Grant, b64: bool, resp2: bool, arrival: float
+    ) -> Response:
+        """/pipeline of string-only commands (`rest_encoding.plain_commands`): when none is
+        one `policy.plan` handles, the whole batch is counted and encoded by C-level passes
+        (hiredis packs str arguments as UTF-8, as `str.encode` does); else `_pipeline`."""
+        names: dict[bytes, int] = {}
+        for name, n in Counter(map(_FIRST, commands)).items():
+            raw = name.encode()
+            if raw.upper() in policy.SPECIAL_NAMES:
+                as_bytes = [list(map(str.encode, args)) for args in commands]
+                return await self._pipeline(as_bytes, role, b64, resp2, arrival)
+            names[raw] = n
+        stats = self.stats
+        stats.pipelines += 1
+        stats.commands += len(commands)
+        stats.count_names(names, role.db)
+        payload = b"".join(map(_pack, map(tuple, commands)))
+        return await self._pipeline_reply(role, payload, len(commands), b64, resp2, arrival)
+
+    async def _pipeline_reply(
+        self,
+        role: Grant,
+        payload: bytes,
+        count: int,
+        b64: bool,
+        resp2: bool,
+        arrival: float,
+        timeout_s: float = REDIS_REPLY_TIMEOUT_S,
+    ) -> Response:
+        """Run `count` encoded commands, none answered locally: the /pipeline response."""
+        if resp2:
+            raw = await self._redis(role, payload, count, timeout_s, _RAW, arrival)
+            return Response(200, raw, OCTET)
+        if not b64:
+            values = await self._redis(role, payload, count, timeout_s, _VALUES, arrival)
+            return _json(200, rest_encoding.values_json(values))
+        frames = await self._redis(role, payload, count, timeout_s, _FRAMES, arrival)
+        return _json(200, [rest_encoding.item_json(frame, True) for frame in frames])
+
     async def _pipeline(
-        self, commands: list[list[bytes]], role: Grant, b64: bool, resp2: bool
+        self, commands: list[list[bytes]], role: Grant, b64: bool, resp2: bool, arrival: float
     ) -> Response:
         self.stats.pipelines += 1
         self.stats.commands += len(commands)
         if not commands:
             raise rest_encoding.BadRequest("ERR empty pipeline: send at least one command")
+        self.stats.count_names(Counter(map(_FIRST, commands)), role.db)
         # Replies not from Redis (refusals, local answers) by position.
         local: dict[int, bytes] = {}
         payload: list[bytes] = []
         block_s = 0.0
         for i, args in enumerate(commands):
-            self.stats.count_command(args[0], role.db)
             try:
                 todo, block = policy.plan(args)
             except policy.Refused as exc:
@@ -581,17 +660,46 @@ class DevServerApp:
                 continue
             block_s += block
             payload.append(_encode(todo))
+        timeout_s = REDIS_REPLY_TIMEOUT_S + block_s
+        if not local:
+            return await self._pipeline_reply(
+                role, b"".join(payload), len(payload), b64, resp2, arrival, timeout_s
+            )
         frames: list[bytes] = []
         if payload:
-            async with role.pool.connection() as conn:
-                frames = await conn.execute(
-                    b"".join(payload), len(payload), REDIS_REPLY_TIMEOUT_S + block_s
-                )
-        if local:
-            frames = _splice(frames, local, len(commands))
+            frames = await self._redis(
+                role, b"".join(payload), len(payload), timeout_s, _FRAMES, arrival
+            )
+        frames = _splice(frames, local, len(commands))
         if resp2:
             return Response(200, b"".join(frames), OCTET)
         return _json(200, [rest_encoding.item_json(frame, b64) for frame in frames])
+
+    async def _redis(
+        self, role: Grant, payload: bytes, count: int, timeout_s: float, want: int, arrival: float
+    ) -> Any:
+        """`count` encoded commands on a connection of the role's pool, replies as `want`s.
+
+        With a latency, raw replies and values are read once it has passed (the response
+        waits for it anyway): one wake-up fewer per request than waiting for Redis first.
+        That holds the connection meanwhile, so only while the pool has room to spare.
+        The connection goes back to the pool unless the exchange failed (then it is closed)."""
+        pool = role.pool
+        conn = await pool.acquire()
+        try:
+            if want == _FRAMES:
+                return await conn.execute(payload, count, timeout_s)
+            hold = None
+            if self._latency_s and pool.has_room():
+                hold = partial(self.latency_clock.sleep_until, arrival + self._latency_s)
+            if want == _RAW:
+                return await conn.execute_raw(payload, count, timeout_s, hold)
+            return await conn.execute_values(payload, count, timeout_s, hold)
+        except BaseException:
+            conn.broken = True
+            raise
+        finally:
+            await pool.release(conn)
 
     async def _multi_exec(self, commands: list[list[bytes]], role: Grant, b64: bool) -> Response:
         self.stats.multi_exec += 1
