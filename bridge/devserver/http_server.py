@@ -12,8 +12,10 @@ progress for STREAM_SEND_TIMEOUT_S. Listeners may be TLS ones (`trio.SSLListener
 
 On a plain TCP connection the socket is read and written directly (non-blocking
 `os.read`/`os.write` on its descriptor, trio only waiting for readiness when the socket is not
-ready): a request costs no task switch of its own, and the connection's deadline is set only
-when a wait is needed.
+ready): a request costs no task switch of its own. The time limits of the waits (idle
+keep-alive, request read, response write) are not trio deadlines moved per request: a wait
+notes when it must end, and one reaper task per server cancels connections whose wait has
+overrun (checked every REAP_INTERVAL_S, so a limit may be exceeded by up to that much).
 
 One client can never take the server down: each connection task catches `Exception` and closes
 only its own socket. A client going away (EOF, reset, broken pipe, TLS handshake refused, stuck
@@ -60,6 +62,8 @@ LINGER_TIMEOUT_S = 2.0
 LINGER_MAX_BYTES = 256 * 1024 * 1024
 #: Concurrent client connections; more wait in the accept backlog.
 MAX_CONNECTIONS = 2048
+#: How often the reaper looks for connections whose wait has overrun its time limit.
+REAP_INTERVAL_S = 0.5
 #: A connection whose requests arrive (and are answered) without waiting yields to the other
 #: tasks after this many requests in a row.
 MAX_REQUESTS_WITHOUT_YIELD = 16
@@ -210,6 +214,8 @@ class HttpServer:
         self._on_bad_request = on_bad_request
         self._on_connection = on_connection
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
+        #: Open connections, for the reaper.
+        self._connections: set[_Connection] = set()
 
     async def serve(
         self,
@@ -218,9 +224,20 @@ class HttpServer:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reap)
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             task_status.started()
+
+    async def _reap(self) -> None:
+        """Cancel the connections whose current wait has passed its time limit (they close
+        quietly, as on a trio deadline)."""
+        while True:
+            await trio.sleep(REAP_INTERVAL_S)
+            now = trio.current_time()
+            for conn in self._connections:
+                if conn.wait_deadline < now:
+                    conn.cancel()
 
     async def _accept_loop(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
         async with listener:
@@ -243,7 +260,12 @@ class HttpServer:
             async with stream:
                 if not await _handshake(stream):
                     return
-                await _Connection(self, stream).run()
+                conn = _Connection(self, stream)
+                self._connections.add(conn)
+                try:
+                    await conn.run()
+                finally:
+                    self._connections.discard(conn)
         except Exception as exc:
             if client_went_away(exc):
                 log.debug("client %s went away (%s)", _peer(stream), _cause_text(exc))
@@ -283,15 +305,14 @@ class _Connection:
     """One client connection, and the httptools parser's callback object.
 
     The parser is fed whatever the socket gives; its callbacks assemble requests into
-    `_ready` (pipelined requests queue there in order). A single cancel scope bounds the
-    connection; its deadline is set when a wait begins (idle wait, request read, response
-    write) instead of opening a scope per step, and lifted (`_unbound`) before the handler
-    runs: the handler runs without it (Redis calls carry their own timeouts)."""
+    `_ready` (pipelined requests queue there in order). A single cancel scope covers the
+    connection; a wait (idle, request read, response write) sets `wait_deadline` and the
+    server's reaper cancels the scope once it has passed. The handler runs without a limit
+    (`wait_deadline` is infinite meanwhile): Redis calls carry their own timeouts."""
 
     __slots__ = (
         "_body",
         "_body_size",
-        "_bounded",
         "_error",
         "_expect_continue",
         "_fd",
@@ -309,6 +330,7 @@ class _Connection:
         "_too_large",
         "_unyielded",
         "_url",
+        "wait_deadline",
     )
 
     def __init__(self, server: HttpServer, stream: trio.abc.Stream) -> None:
@@ -318,8 +340,8 @@ class _Connection:
         self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else -1
         self._limit = server._max_body_bytes
         self._scope = trio.CancelScope()
-        #: The scope has a finite deadline (a wait set it).
-        self._bounded = False
+        #: When the current wait must be over (trio time; inf while none is limited).
+        self.wait_deadline = math.inf
         #: When the request being received must be complete (None: not set yet).
         self._request_deadline: float | None = None
         #: Requests in a row that came without waiting for the socket.
@@ -494,20 +516,21 @@ class _Connection:
                 continue
 
     def _bound(self, deadline: float) -> None:
-        self._scope.deadline = deadline
-        self._bounded = True
+        self.wait_deadline = deadline
 
     def _unbound(self) -> None:
-        if self._bounded:
-            self._scope.deadline = math.inf
-            self._bounded = False
+        self.wait_deadline = math.inf
+
+    def cancel(self) -> None:
+        """The reaper's verdict: a wait overran its limit. The connection closes quietly."""
+        self._scope.cancel()
 
     # -- the request loop -------------------------------------------------------------------
 
     async def run(self) -> None:
         with self._scope:
             await self._run()
-        # A passed deadline (idle keep-alive, slow request or stuck reader) closes quietly.
+        # An overrun wait (idle keep-alive, slow request or stuck reader) closes quietly.
 
     async def _run(self) -> None:
         server = self._server

@@ -294,45 +294,51 @@ class RedisConnection:
             self.broken = True
             raise RedisUnavailable("ERR devserver: invalid reply from Redis (out of step)")
         rest = self._send_now(payload)
+        chunks: list[bytes] = []
+        got = size = 0
         if hold is not None and rest is None:
             await hold()
-        reader = self._reader
-        gets = reader.gets
-        chunks: list[bytes] = []
-        got = 0
-        size = 0
-        # A scope of its own (not fail_after's context manager): the cheapest bounded wait.
-        with trio.CancelScope(deadline=trio.current_time() + timeout_s) as scope:
-            try:
+            data = self._receive_now()  # usually every reply by now: no wait, no deadline
+            if data is not None:
+                got = self._take(data, chunks, values)
+                size = len(data)
+        if rest is not None or got < count:
+            # A scope of its own (not fail_after's context manager): the cheapest bounded wait.
+            with trio.CancelScope(deadline=trio.current_time() + timeout_s) as scope:
                 if rest is not None:
                     await self._send_rest(rest)
                 while got < count:
-                    # After the hold the replies are usually there: read before waiting.
-                    data = self._receive_now() if hold is not None else None
-                    if data is None:
-                        data = await self._receive()
-                    hold = None
-                    chunks.append(data)
-                    reader.feed(data)
-                    while (value := gets()) is not _INCOMPLETE:
-                        got += 1
-                        if values is not None:
-                            values.append(value)
-                    size += len(data)
-                    if got < count and size > MAX_REPLY_BYTES:
+                    if size > MAX_REPLY_BYTES:
                         self.broken = True
                         raise RedisUnavailable(
                             f"ERR devserver: reply from Redis larger than {MAX_REPLY_BYTES} bytes"
                         )
-            except hiredis.ProtocolError as exc:
-                self.broken = True
-                raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
-        if scope.cancelled_caught:
-            raise self._too_slow(timeout_s)
-        if got > count or reader.has_data():
+                    data = await self._receive()
+                    got += self._take(data, chunks, values)
+                    size += len(data)
+            if scope.cancelled_caught:
+                raise self._too_slow(timeout_s)
+        if got > count or self._reader.has_data():
             self.broken = True
             raise RedisUnavailable("ERR devserver: invalid reply from Redis (more than asked)")
         return chunks
+
+    def _take(self, data: bytes, chunks: list[bytes], values: list[object] | None) -> int:
+        """Feed `data` to hiredis: how many replies it completed (their values appended)."""
+        chunks.append(data)
+        reader = self._reader
+        reader.feed(data)
+        gets = reader.gets
+        got = 0
+        try:
+            while (value := gets()) is not _INCOMPLETE:
+                got += 1
+                if values is not None:
+                    values.append(value)
+        except hiredis.ProtocolError as exc:
+            self.broken = True
+            raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
+        return got
 
     def _too_slow(self, timeout_s: float) -> RedisUnavailable:
         self.broken = True
