@@ -76,6 +76,8 @@ class RequestParser:
         if self._dead is not None:
             raise self._dead
         tail = self._tail
+        if not tail:
+            return []
         if (
             self._scan is None
             and tail[:1] == b"*"
@@ -147,17 +149,24 @@ class RequestParser:
                 if type(item) is not list or not item or len(item) > max_args:
                     size = -1
                     break
-                size += len(str(len(item))) + 3
+                count = len(item)
+                size += _FRAMING[count] - 2 if count < _SMALL else len(str(count)) + 3
                 for arg in item:
-                    if type(arg) is not bytes or len(arg) > max_bulk:
+                    if type(arg) is not bytes:
                         size = -1
                         break
-                    size += len(arg) + len(str(len(arg))) + 3
+                    length = len(arg)
+                    if length < _SMALL:
+                        size += length + _FRAMING[length]
+                    elif length <= max_bulk:
+                        size += length + len(str(length)) + 5
+                    else:
+                        size = -1
+                        break
                     # hiredis skips a bulk's 2 closing bytes unread: Redis wants CRLF there
-                    if tail[size] != 0x0D or tail[size + 1] != 0x0A:
+                    if tail[size - 2] != 0x0D or tail[size - 1] != 0x0A:
                         size = -1
                         break
-                    size += 2
                 if size < 0:
                     break
                 out.append(item)
@@ -240,6 +249,10 @@ class RequestParser:
         self._tail = bytearray()
         raise self._dead
 
+
+#: Bytes of framing around a bulk (or an array header) of a small length n: `$n\r\n` + `\r\n`.
+_SMALL = 1000
+_FRAMING = [len(str(n)) + 5 for n in range(_SMALL)]
 
 #: A `*` followed by 7 digits or more anywhere (a payload byte may match: then the exact scan
 #: runs): such a header is never given to hiredis, which would allocate the array at once.

@@ -301,7 +301,6 @@ class Connection:
         True when every complete command was carried out (nothing left but reading)."""
         parsed = self._parsed
         limit = self.pending_limit
-        ran = False
         drained = False
         while not self._closing and self._held is None and len(self.slots) < limit:
             if not parsed:
@@ -314,9 +313,9 @@ class Connection:
                     drained = True
                     break
                 parsed.extend(commands)
-            ran = True
             self._held = self._handle(parsed.popleft())
-        if ran:
+        slots = self.slots
+        if slots and slots[0].data is not None:  # a local reply (forwarded ones come later)
             self._wake_writer()
         return drained
 

@@ -193,3 +193,15 @@ def test_the_hiredis_only_path_agrees_with_the_exact_scan(
 )
 def test_unusual_reads_take_the_exact_scan(data: bytes) -> None:
     assert _outcome(RequestParser(), [data]) == _outcome(_ScanOnly(), [data])
+
+
+@pytest.mark.parametrize(
+    "request_args",
+    [[b"MSET", *([b"k", b"v"] * 600)], [b"SET", b"k", b"x" * 5000], [b"GET", b"k" * 999]],
+)
+def test_long_requests_parse_alike_on_both_paths(request_args: list[bytes]) -> None:
+    data = encode_command(request_args)
+    assert _outcome(RequestParser(), [data]) == ([request_args], "buffered 0")
+    assert _outcome(RequestParser(), [data]) == _outcome(_ScanOnly(), [data])
+    broken = data[:-2] + b"\n\n"
+    assert _outcome(RequestParser(), [broken]) == _outcome(_ScanOnly(), [broken])
