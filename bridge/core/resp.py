@@ -310,13 +310,20 @@ def frame_end(buf: bytes | bytearray, start: int = 0) -> int:
     return -1 if owed else pos
 
 
-def _scan(buf: bytes | bytearray, pos: int, owed: int, stack: list[int]) -> tuple[int, int]:
+def _scan(
+    buf: bytes | bytearray,
+    pos: int,
+    owed: int,
+    stack: list[int],
+    ends: list[int] | None = None,
+) -> tuple[int, int]:
     """Walk frames from `pos` while `owed` remain; return where it stopped and what is owed.
 
     Iterative (an explicit count of frames still owed, `stack` remembering the count owed
     outside each open aggregate) so that deep nesting cannot exhaust the Python stack, and
     resumable: FrameReader keeps (pos, owed, stack) across reads. `pos` only ever stops at a
-    frame boundary, so a resumed scan never re-reads a header.
+    frame boundary, so a resumed scan never re-reads a header. With `ends`, one frame is owed
+    at a time, as many as there are: the end of each is appended (`split_frames`' one pass).
     """
     n = len(buf)
     while owed:
@@ -326,10 +333,7 @@ def _scan(buf: bytes | bytearray, pos: int, owed: int, stack: list[int]) -> tupl
         eol = buf.find(b"\r\n", pos + 1)
         if eol < 0:
             break
-        if kind in _LINE_TYPES:
-            pos = eol + 2
-            owed -= 1
-        elif kind in _BLOB_TYPES:
+        if kind == 0x24 or kind in _BLOB_TYPES:  # '$' first: the usual reply
             length = _parse_len(buf, pos + 1, eol)
             if length >= 0:
                 end = eol + 2 + length
@@ -340,6 +344,9 @@ def _scan(buf: bytes | bytearray, pos: int, owed: int, stack: list[int]) -> tupl
                 pos = end + 2
             else:
                 pos = eol + 2
+            owed -= 1
+        elif kind in _LINE_TYPES:
+            pos = eol + 2
             owed -= 1
         elif kind in _AGGREGATE_TYPES or kind in _PAIR_TYPES:
             count = _parse_len(buf, pos + 1, eol)
@@ -358,6 +365,9 @@ def _scan(buf: bytes | bytearray, pos: int, owed: int, stack: list[int]) -> tupl
             raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
         while stack and owed == stack[-1]:
             stack.pop()
+        if not owed and ends is not None:
+            ends.append(pos)
+            owed = 1
     return pos, owed
 
 
@@ -372,62 +382,15 @@ def _parse_len(buf: bytes | bytearray, start: int, end: int) -> int:
 
 
 def split_frames(data: bytes) -> list[bytes]:
-    """Split a complete concatenation of replies into one bytes object per reply.
-
-    One pass over `data` (the grammar of `_scan`, inlined): a /pipeline response of simple
-    replies costs one header lookup each, no call per frame (was 3 calls and a list each)."""
-    frames: list[bytes] = []
-    append = frames.append
-    find = data.find
-    n = len(data)
-    pos = start = 0
-    owed = 1
-    stack: list[int] = []
-    while pos < n:
-        kind = data[pos]
-        eol = find(b"\r\n", pos + 1)
-        if eol < 0:
-            raise RespProtocolError("truncated RESP reply")
-        if kind == 0x24 or kind in _BLOB_TYPES:  # '$' first: the usual reply
-            length = _parse_len(data, pos + 1, eol)
-            if length >= 0:
-                end = eol + 2 + length
-                if end + 2 > n:
-                    raise RespProtocolError("truncated RESP reply")
-                if data[end : end + 2] != b"\r\n":
-                    raise RespProtocolError("bulk string not terminated by CRLF")
-                pos = end + 2
-            else:
-                pos = eol + 2
-            owed -= 1
-        elif kind in _LINE_TYPES:
-            pos = eol + 2
-            owed -= 1
-        elif kind in _AGGREGATE_TYPES or kind in _PAIR_TYPES:
-            count = _parse_len(data, pos + 1, eol)
-            pos = eol + 2
-            owed -= 1
-            if count > 0:
-                if kind in _PAIR_TYPES:
-                    count *= 2
-                if kind == 0x7C:  # attribute: its pairs precede the real reply
-                    count += 1
-                stack.append(owed)
-                if len(stack) > MAX_FRAME_DEPTH:
-                    raise RespProtocolError("reply nested too deeply")
-                owed += count
-                continue
-        else:
-            raise RespProtocolError(f"unexpected RESP type byte {bytes([kind])!r}")
-        while stack and owed == stack[-1]:
-            stack.pop()
-        if not owed:
-            append(data[start:pos])
-            start = pos
-            owed = 1
-    if owed != 1 or start != n:
+    """Split a complete concatenation of replies into one bytes object per reply, in one
+    pass of `_scan` (was one scan call, and its list, per frame)."""
+    ends: list[int] = []
+    _scan(data, 0, 1, [], ends)
+    if (ends[-1] if ends else 0) != len(data):
         raise RespProtocolError("truncated RESP reply")
-    return frames
+    if len(ends) == 1:
+        return [data]
+    return [data[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
 class FrameReader:
