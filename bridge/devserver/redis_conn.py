@@ -280,6 +280,18 @@ class RedisConnection:
         await self._exchange(payload, count, timeout_s, values, hold)
         return values
 
+    async def execute_both(
+        self,
+        payload: bytes,
+        count: int,
+        timeout_s: float = REDIS_REPLY_TIMEOUT_S,
+        hold: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[list[object], bytes]:
+        """`execute_values` and `execute_raw` at once: the values and the exact bytes."""
+        values: list[object] = []
+        chunks = await self._exchange(payload, count, timeout_s, values, hold)
+        return values, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
     async def _exchange(
         self,
         payload: bytes,

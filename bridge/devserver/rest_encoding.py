@@ -5,8 +5,8 @@ Owns the byte-level mapping between the REST API and Redis commands/replies:
   command forms (`["SET","k",1]` and 2-D arrays), argument conversion (JSON numbers keep their
   literal text, booleans become `true`/`false`);
 - response side: one Redis reply frame (exact RESP2 bytes) to the JSON `result` value, plain
-  (UTF-8 with U+FFFD for invalid bytes) or with `Upstash-Encoding: base64`; or, plain only,
-  the same from hiredis' parsed values (`values_json`).
+  (UTF-8 with U+FFFD for invalid bytes) or with `Upstash-Encoding: base64`; or the same
+  from hiredis' parsed values (`values_json`, `values_json_b64` where they suffice).
 
 Speed: the common /pipeline body (arrays of strings only) is parsed by orjson and checked with
 a few C-level passes over the whole batch (`plain_commands`); anything else (numbers, whose
@@ -287,6 +287,44 @@ def values_json(values: list[object]) -> list[dict[str, object]]:
         else:
             append({"result": plain_value(value)})
     return items
+
+
+class _Ambiguous(Exception):
+    """hiredis' values cannot say what the exact frames would give (see `values_json_b64`)."""
+
+
+def values_json_b64(values: list[object]) -> list[dict[str, object]] | None:
+    """/pipeline items in base64 mode from hiredis' values, or None where those are not
+    enough: a top-level `OK` (a simple string stays raw, a bulk string is encoded, and
+    hiredis returns both as bytes) or a nested error (its exact bytes are gone)."""
+    items: list[dict[str, object]] = []
+    append = items.append
+    for value in values:
+        kind = type(value)
+        if kind is bytes:
+            if value == b"OK":
+                return None
+            append({"result": _b64(value)})  # type: ignore[arg-type]
+        elif kind is int or value is None:
+            append({"result": value})
+        elif isinstance(value, hiredis.ReplyError):
+            append({"error": str(value)})
+        else:
+            try:
+                append({"result": _b64_value(value)})
+            except _Ambiguous:
+                return None
+    return items
+
+
+def _b64_value(value: object) -> object:
+    if isinstance(value, bytes):
+        return _b64(value)
+    if isinstance(value, list):
+        return [_b64_value(item) for item in value]
+    if value is None or type(value) is int:
+        return value
+    raise _Ambiguous
 
 
 def plain_value(value: object) -> object:

@@ -41,7 +41,7 @@ import orjson
 import trio
 
 from bridge.core.resp import encode_error
-from bridge.devserver import policy, rest_encoding, sse_endpoints
+from bridge.devserver import policy, reply_frames, rest_encoding, sse_endpoints
 from bridge.devserver.faults import FaultInjector, Faults
 from bridge.devserver.http_server import (
     HttpServer,
@@ -217,8 +217,8 @@ def json_error(status: int, message: str) -> Response:
 
 _FIRST = itemgetter(0)
 #: What `DevServerApp._redis` returns: every reply's exact frame, all the replies as one byte
-#: string, or hiredis' values of them.
-_FRAMES, _RAW, _VALUES = range(3)
+#: string, hiredis' values of them, or (values, bytes).
+_FRAMES, _RAW, _VALUES, _BOTH = range(4)
 #: hiredis' C encoder of one command (a tuple of str or bytes arguments).
 _pack = cast("Callable[[tuple[str | bytes, ...]], bytes]", hiredis.pack_command)
 
@@ -634,8 +634,12 @@ class DevServerApp:
         if not b64:
             values = await self._redis(role, payload, count, timeout_s, _VALUES, arrival)
             return _json(200, rest_encoding.values_json(values))
-        frames = await self._redis(role, payload, count, timeout_s, _FRAMES, arrival)
-        return _json(200, [rest_encoding.item_json(frame, True) for frame in frames])
+        values, raw = await self._redis(role, payload, count, timeout_s, _BOTH, arrival)
+        items = rest_encoding.values_json_b64(values)
+        if items is None:  # a top-level OK or a nested error: from the exact frames
+            frames = reply_frames.split(raw, count)
+            items = [rest_encoding.item_json(frame, True) for frame in frames]
+        return _json(200, items)
 
     async def _pipeline(
         self, commands: list[list[bytes]], role: Grant, b64: bool, resp2: bool, arrival: float
@@ -694,6 +698,8 @@ class DevServerApp:
                 hold = partial(self.latency_clock.sleep_until, arrival + self._latency_s)
             if want == _RAW:
                 return await conn.execute_raw(payload, count, timeout_s, hold)
+            if want == _BOTH:
+                return await conn.execute_both(payload, count, timeout_s, hold)
             return await conn.execute_values(payload, count, timeout_s, hold)
         except BaseException:
             conn.broken = True

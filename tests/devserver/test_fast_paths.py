@@ -77,6 +77,30 @@ def test_values_json_matches_item_json_of_the_frames(values: list[object]) -> No
             assert rest_encoding.plain_value(value) == rest_encoding.reply_to_json(frame, False)
 
 
+@given(_replies)
+def test_values_json_b64_matches_item_json_of_the_frames_or_declines(
+    values: list[object],
+) -> None:
+    data = b"".join(encode_resp2(v) for v in values)
+    reader = hiredis.Reader()
+    reader.feed(data)
+    items = rest_encoding.values_json_b64([reader.gets() for _ in values])
+    expected = [rest_encoding.item_json(frame, True) for frame in split_frames(data)]
+    if items is not None:
+        assert items == expected
+
+
+def test_values_json_b64_declines_where_the_values_are_ambiguous() -> None:
+    assert rest_encoding.values_json_b64([b"OK"]) is None  # +OK stays raw, $2 OK is encoded
+    assert rest_encoding.values_json_b64([[hiredis.ReplyError("ERR x")]]) is None
+    assert rest_encoding.values_json_b64([b"v", 3, None, hiredis.ReplyError("ERR y")]) == [
+        {"result": "dg=="},
+        {"result": 3},
+        {"result": None},
+        {"error": "ERR y"},
+    ]
+
+
 _text = st.text(max_size=8)
 _command = st.lists(_text, min_size=1, max_size=4).filter(lambda c: c[0] != "")
 
