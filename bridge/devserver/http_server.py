@@ -11,8 +11,9 @@ the client disconnects (detected by a concurrent read that sees EOF), or a write
 progress for STREAM_SEND_TIMEOUT_S. Listeners may be TLS ones (`trio.SSLListener`).
 
 On a plain TCP connection the socket is read and written directly (non-blocking
-`os.read`/`os.write` on its descriptor, trio only waiting for readiness when the socket is not
-ready): a request costs no task switch of its own. The time limits of the waits (idle
+`os.read`/`os.write` on its descriptor): it is read once trio reports it readable, and written
+at once (trio waits only when the socket is full), so a request costs one task switch, the
+wait for it. The time limits of the waits (idle
 keep-alive, request read, response write) are not trio deadlines moved per request: a wait
 notes when it must end, and one reaper task per server cancels connections whose wait has
 overrun (checked every REAP_INTERVAL_S, so a limit may be exceeded by up to that much).
@@ -449,18 +450,17 @@ class _Connection:
                 raise self._error
             if self._too_large is not None:
                 raise self._too_large
-            data: bytes | bytearray | None = self._receive_now()
-            if data is None:
-                # Between requests a keep-alive connection may idle; a started request has
-                # a deadline (from its first bytes).
-                if self._in_message:
-                    if self._request_deadline is None:
-                        self._request_deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S
-                    self._bound(self._request_deadline)
-                else:
-                    self._bound(trio.current_time() + KEEPALIVE_IDLE_TIMEOUT_S)
-                self._unyielded = 0
-                data = await self._receive()
+            # Between requests a keep-alive connection may idle; a started request has a
+            # deadline (from its first bytes). The wait comes first: a client that waits for
+            # each response has sent nothing yet, and epoll answers at once if it has.
+            if self._in_message:
+                if self._request_deadline is None:
+                    self._request_deadline = trio.current_time() + REQUEST_READ_TIMEOUT_S
+                self._bound(self._request_deadline)
+            else:
+                self._bound(trio.current_time() + KEEPALIVE_IDLE_TIMEOUT_S)
+            self._unyielded = 0
+            data = await self._receive()
             if not data:
                 if self._in_message:  # half-closed mid-request: it may still read the 400
                     raise _BadRequest(400, "ERR bad HTTP request: incomplete request")
@@ -469,16 +469,6 @@ class _Connection:
             if self._expect_continue and self._in_message and self._too_large is None:
                 self._expect_continue = False
                 await self._send_all(_CONTINUE)
-
-    def _receive_now(self) -> bytes | None:
-        """What the socket has right now, without waiting (None: nothing yet, or not a plain
-        socket); b"" at EOF."""
-        if self._fd < 0:
-            return None
-        try:
-            return os.read(self._fd, RECV_CHUNK_BYTES)
-        except BlockingIOError:
-            return None
 
     async def _receive(self) -> bytes | bytearray:
         """Wait for the next bytes (b"" at EOF)."""

@@ -392,13 +392,15 @@ class RedisPool:
         self.address = address
         self.size = size
         self._idle: list[RedisConnection] = []
-        self._slots = trio.Semaphore(size)
+        #: Slots not lent out; while requests wait for one, a release hands its slot over.
+        self._free = size
+        self._waiting = trio.lowlevel.ParkingLot()
         self._on_handshake_error = on_handshake_error
         self.opened_total = 0
 
     @property
     def open_connections(self) -> int:
-        return self.size - self._slots.value + len(self._idle)
+        return self.size - self._free + len(self._idle)
 
     @property
     def idle_connections(self) -> int:
@@ -406,17 +408,15 @@ class RedisPool:
 
     def has_room(self) -> bool:
         """At most three quarters of the connections are lent out: one may be held longer."""
-        return self._slots.value * 4 > self.size
+        return self._free * 4 > self.size
 
     async def _acquire_slot(self) -> None:
-        try:
-            self._slots.acquire_nowait()  # the common case: no cancel scope needed
+        if self._free:  # the common case: no wait, no cancel scope
+            self._free -= 1
             return
-        except trio.WouldBlock:
-            pass
         try:
             with trio.fail_after(POOL_ACQUIRE_TIMEOUT_S):
-                await self._slots.acquire()
+                await self._waiting.park()  # woken by a release, which hands its slot over
         except trio.TooSlowError:
             raise RedisUnavailable(
                 f"ERR devserver: all {self.size} Redis connections stayed busy for "
@@ -449,7 +449,7 @@ class RedisPool:
         try:
             return await self._get()
         except BaseException:
-            self._slots.release()
+            self._release_slot()
             raise
 
     async def release(self, conn: RedisConnection) -> None:
@@ -458,10 +458,16 @@ class RedisPool:
             try:
                 await conn.aclose()
             finally:
-                self._slots.release()
+                self._release_slot()
             return
         self._idle.append(conn)
-        self._slots.release()
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._waiting:
+            self._waiting.unpark()
+        else:
+            self._free += 1
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[RedisConnection]:
