@@ -603,8 +603,14 @@ class DevServerApp:
         """/pipeline of string-only commands (`rest_encoding.plain_commands`): when none is
         one `policy.plan` handles, the whole batch is counted and encoded by C-level passes
         (hiredis packs str arguments as UTF-8, as `str.encode` does); else `_pipeline`."""
+        distinct = set(map(_FIRST, commands))
+        counts = (
+            {commands[0][0]: len(commands)}  # one name, the usual batch: no Counter
+            if len(distinct) == 1
+            else Counter(map(_FIRST, commands))
+        )
         names: dict[bytes, int] = {}
-        for name, n in Counter(map(_FIRST, commands)).items():
+        for name, n in counts.items():
             raw = name.encode()
             if raw.upper() in policy.SPECIAL_NAMES:
                 as_bytes = [list(map(str.encode, args)) for args in commands]
