@@ -9,7 +9,11 @@ Request path, one Redis round trip per request:
   HTTP request -> method check -> route -> auth (token -> role) -> commands -> policy check
   -> one RESP pipeline on one pooled connection of that role -> reply frames -> JSON/RESP2
   -> faults hook -> held until arrival + latency (`latency_clock`) -> response with a fresh
-  Upstash-Sync-Token.
+  Upstash-Sync-Token. With a latency, the replies are read once it has passed (while the
+  pool has room): the commands still run at arrival, and the devserver wakes up once for
+  the response instead of also for Redis' answer.
+The common /pipeline (string-only commands, none that `policy` handles) is checked,
+counted and encoded by C-level passes over the whole batch (`_plain_pipeline`).
 The read-only token is enforced by Redis itself: its requests run on connections
 authenticated as an ACL user with read rights, and Redis' NOPERM errors are returned as is.
 
