@@ -383,8 +383,17 @@ class BlockingHub:
         write after the fingerprints were read is seen; then read them."""
         streams = self.watches.add(plan.group)
         keyspace = self.keyspace
-        if streams is not None and keyspace is not None and not all(s.live for s in streams):
-            await keyspace.until_live(streams, STREAMS_READY_TIMEOUT_S)
+        if streams is not None and keyspace is not None:
+            already = [s for s in streams if s.live]
+            if len(already) < len(streams):
+                await keyspace.until_live(streams, STREAMS_READY_TIMEOUT_S)
+            if already:
+                # A stream that was open before (lingering, or another client's) may still
+                # bring events of writes made before this WATCH (this client's own `SET k`
+                # right before `WATCH k`): once a marker came back they have all arrived,
+                # and what happened until the fingerprints are read is before the WATCH.
+                await keyspace.sync(already, queue, WATCH)
+                plan.group.dirty = False
         return await self._run(queue, plan.poll, WATCH)
 
     async def _exec(self, queue: ClientQueue, plan: BlockPlan) -> bytes:
