@@ -26,8 +26,7 @@ import trio
 
 from bridge import redaction
 from bridge.core.resp import ErrorReply as _ErrorReply
-from bridge.core.resp import encode_command, parse_frame
-from bridge.devserver.reply_frames import FrameBuffer, ReplyProtocolError
+from bridge.core.resp import FrameReader, RespProtocolError, encode_command, parse_frame
 
 #: Connect (TCP + handshake) deadline: an unreachable Redis must turn into a quick 503.
 REDIS_CONNECT_TIMEOUT_S = 3.0
@@ -102,8 +101,8 @@ class RedisConnection:
 
     The socket is driven directly (non-blocking `os.read`/`os.write` on its descriptor, trio
     only waiting for readiness): a request costs one write and, usually, one wait and one
-    read. Two ways to read replies: `execute` returns each reply's exact frame (a Python
-    scan, `reply_frames`; `read_frame` then reads pushes that follow, as SSE does), while
+    read. Two ways to read replies: `execute` returns each reply's exact frame (the core's
+    `FrameReader`; `read_frame` then reads pushes that follow, as SSE does), while
     `execute_raw` and `execute_values` let hiredis (C) find the replies and return their
     bytes all together or their values. Between requests no byte is left unread (a reply
     stream out of step closes the connection)."""
@@ -113,7 +112,7 @@ class RedisConnection:
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
         self._fd = stream.socket.fileno()
-        self._frames = FrameBuffer()
+        self._frames = FrameReader()
         self._reader = hiredis.Reader(notEnoughData=_INCOMPLETE)
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN)
@@ -228,7 +227,7 @@ class RedisConnection:
         while True:
             try:
                 frame = frames.next_frame()
-            except ReplyProtocolError as exc:
+            except RespProtocolError as exc:
                 self.broken = True
                 raise RedisUnavailable(f"ERR devserver: invalid reply from Redis ({exc})") from None
             if frame is not None:

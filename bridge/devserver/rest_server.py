@@ -44,8 +44,8 @@ import hiredis
 import orjson
 import trio
 
-from bridge.core.resp import encode_error
-from bridge.devserver import policy, reply_frames, rest_encoding, sse_endpoints
+from bridge.core.resp import encode_error, split_frames
+from bridge.devserver import policy, rest_encoding, sse_endpoints
 from bridge.devserver.faults import FaultInjector, Faults
 from bridge.devserver.http_server import (
     HttpServer,
@@ -647,7 +647,7 @@ class DevServerApp:
         values, raw = await self._redis(role, payload, count, timeout_s, _BOTH, arrival)
         items = rest_encoding.values_json_b64(values)
         if items is None:  # a top-level OK or a nested error: from the exact frames
-            frames = reply_frames.split(raw, count)
+            frames = split_frames(raw)  # exactly the `count` replies read
             items = [rest_encoding.item_json(frame, True) for frame in frames]
         return _json(200, items)
 

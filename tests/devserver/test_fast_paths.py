@@ -1,9 +1,10 @@
 """The devserver's fast paths give what its exact paths give.
 
 The common /pipeline body (strings only) is parsed by orjson and checked in C-level passes,
-replies are counted by hiredis and turned into JSON from its values, exact frames come from
-the devserver's own splitter: each is checked here against the exact path it stands in for,
-on generated input. The last test drives the HTTP server's reaper (the wait time limits).
+replies are counted by hiredis and turned into JSON from its values: each is checked here
+against the exact path it stands in for, on generated input (exact frames come from the
+core's splitter, tested with the devserver's units). The last test drives the HTTP server's
+reaper (the wait time limits).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.core.resp import ErrorReply, Status, encode_resp2, split_frames
-from bridge.devserver import http_server, reply_frames, rest_encoding
+from bridge.devserver import http_server, rest_encoding
 from bridge.devserver.http_server import HttpServer, Request, Response
 
 _leaf = st.one_of(
@@ -30,36 +31,6 @@ _leaf = st.one_of(
 )
 _value = st.recursive(_leaf, lambda children: st.lists(children, max_size=5), max_leaves=30)
 _replies = st.lists(_value, min_size=1, max_size=6)
-
-
-@given(_replies, st.lists(st.integers(1, 50), max_size=40))
-def test_frame_buffer_and_split_match_the_core_splitter(
-    values: list[object], cuts: list[int]
-) -> None:
-    data = b"".join(encode_resp2(v) for v in values)
-    expected = split_frames(data)
-    assert reply_frames.split(data, len(values)) == expected
-    buffer = reply_frames.FrameBuffer()
-    frames: list[bytes] = []
-    pos = 0
-    for size in [*cuts, len(data)]:
-        buffer.feed(data[pos : pos + size])
-        pos += size
-        while (frame := buffer.next_frame()) is not None:
-            frames.append(frame)
-        if pos >= len(data):
-            break
-    assert frames == expected
-    assert buffer.buffered == 0
-
-
-def test_split_refuses_an_incomplete_or_foreign_reply() -> None:
-    with pytest.raises(reply_frames.ReplyProtocolError):
-        reply_frames.split(b"*2\r\n:1\r\n", 1)
-    with pytest.raises(reply_frames.ReplyProtocolError):
-        reply_frames.split(b"?what\r\n", 1)
-    with pytest.raises(reply_frames.ReplyProtocolError):
-        reply_frames.split(b"$3\r\nabcd\r\n", 1)  # the length lies
 
 
 @given(_replies)
