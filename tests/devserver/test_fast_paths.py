@@ -18,22 +18,13 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.core.resp import ErrorReply, Status, encode_resp2, split_frames
+from bridge.core.resp import encode_resp2, split_frames
 from bridge.devserver import http_server, rest_encoding
 from bridge.devserver.http_server import HttpServer, Request, Response
-
-_leaf = st.one_of(
-    st.none(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.binary(max_size=40),
-    st.binary(max_size=10).filter(lambda b: b"\r" not in b and b"\n" not in b).map(Status),
-    st.binary(max_size=10).filter(lambda b: b"\r" not in b and b"\n" not in b).map(ErrorReply),
-)
-_value = st.recursive(_leaf, lambda children: st.lists(children, max_size=5), max_leaves=30)
-_replies = st.lists(_value, min_size=1, max_size=6)
+from tests.devserver.resp_values import replies
 
 
-@given(_replies)
+@given(replies)
 def test_values_json_matches_item_json_of_the_frames(values: list[object]) -> None:
     data = b"".join(encode_resp2(v) for v in values)
     reader = hiredis.Reader()
@@ -48,7 +39,7 @@ def test_values_json_matches_item_json_of_the_frames(values: list[object]) -> No
             assert rest_encoding.plain_value(value) == rest_encoding.reply_to_json(frame, False)
 
 
-@given(_replies)
+@given(replies)
 def test_values_json_b64_matches_item_json_of_the_frames_or_declines(
     values: list[object],
 ) -> None:

@@ -7,27 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.core.resp import (
-    ErrorReply,
     FrameReader,
     RespProtocolError,
-    Status,
     encode_resp2,
     split_frames,
 )
 from bridge.devserver import policy, rest_encoding
 from bridge.devserver.redis_conn import RedisAddress, redact_url
-
-_leaf = st.one_of(
-    st.none(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.binary(max_size=40),
-    st.binary(max_size=10).filter(lambda b: b"\r" not in b and b"\n" not in b).map(Status),
-    st.binary(max_size=10).filter(lambda b: b"\r" not in b and b"\n" not in b).map(ErrorReply),
-)
-_value = st.recursive(_leaf, lambda children: st.lists(children, max_size=5), max_leaves=30)
+from tests.devserver.resp_values import replies
 
 
-@given(st.lists(_value, min_size=1, max_size=6), st.lists(st.integers(1, 50), max_size=40))
+@given(replies, st.lists(st.integers(1, 50), max_size=40))
 def test_scanner_matches_split_frames_for_any_chunking(
     values: list[object], cuts: list[int]
 ) -> None:
