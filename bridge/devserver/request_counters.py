@@ -55,15 +55,7 @@ class Stats:
 
     def count_command(self, name: bytes, db: str) -> None:
         """Count one command named `name` (any case) run with the token of database `db`."""
-        key = name.upper().decode("utf-8", "replace")
-        by_name = self.commands_by_name
-        if key in by_name:
-            by_name[key] += 1
-        elif len(by_name) < MAX_COMMAND_NAMES:
-            by_name[key] = 1
-        else:
-            by_name[OTHER_NAME] = by_name.get(OTHER_NAME, 0) + 1
-        self.commands_by_db[db] = self.commands_by_db.get(db, 0) + 1
+        self.count_names({name: 1}, db)
 
     def count_names(self, counts: Mapping[bytes, int], db: str) -> None:
         """`count_command` for a batch: `counts` maps each name as received to how many times
