@@ -4,6 +4,7 @@ own task when it has something to await."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,13 @@ import trio
 from bridge.config import BridgeConfig
 from bridge.server.read_poller import ReadPoller
 from bridge.server.runner import BridgeInfo, run_bridge
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the poller run until `condition` holds (fails after 5 s)."""
+    with trio.fail_after(5):
+        while not condition():
+            await trio.sleep(0.005)
 
 
 class Reader:
@@ -45,11 +53,10 @@ async def test_each_client_is_read_until_it_asks_to_leave() -> None:
 
         for i in range(3):
             nursery.start_soon(serve, i)
-        await trio.sleep(0.05)
-        assert len(poller) == 3
+        await until(lambda: len(poller) == 3)
         for i, (_, theirs) in enumerate(pairs):
             theirs.send(b"hello %d " % i)
-        await trio.sleep(0.05)
+        await until(lambda: all(r.got for r in readers))
         assert [r.got for r in readers] == [b"hello 0 ", b"hello 1 ", b"hello 2 "]
         assert left == []
         pairs[1][1].send(b"stop")
@@ -58,8 +65,7 @@ async def test_each_client_is_read_until_it_asks_to_leave() -> None:
                 await trio.sleep(0.01)
         assert left == [1] and len(poller) == 2
         pairs[0][1].send(b"more")
-        await trio.sleep(0.05)
-        assert readers[0].got == b"hello 0 more"
+        await until(lambda: readers[0].got == b"hello 0 more")
         nursery.cancel_scope.cancel()
     assert len(poller) == 0
     for ours, theirs in pairs:
@@ -85,15 +91,14 @@ async def test_a_failing_client_gets_its_error_and_the_others_go_on() -> None:
 
         nursery.start_soon(serve_a)
         nursery.start_soon(poller.serve, b.fileno(), rb)
-        await trio.sleep(0.05)
+        await until(lambda: len(poller) == 2)
         a_peer.send(b"boom")
         with trio.fail_after(5):
             while not errors:
                 await trio.sleep(0.01)
         assert str(errors[0]) == "bug in a client"
         b_peer.send(b"still read")
-        await trio.sleep(0.05)
-        assert rb.got == b"still read"
+        await until(lambda: rb.got == b"still read")
         nursery.cancel_scope.cancel()
     for s in (a, a_peer, b, b_peer):
         s.close()
@@ -114,8 +119,7 @@ async def test_a_cancelled_client_leaves_the_epoll() -> None:
         assert reader.got == b""  # not read any more
         # and it can come back
         nursery.start_soon(poller.serve, ours.fileno(), reader)
-        await trio.sleep(0.05)
-        assert reader.got == b"after"
+        await until(lambda: reader.got == b"after")
         nursery.cancel_scope.cancel()
     ours.close()
     theirs.close()
