@@ -223,6 +223,48 @@ async def test_timeout_after_sending_is_outcome_unknown(
         await client.aclose()
 
 
+async def test_every_request_keeps_its_deadline() -> None:
+    """Deadlines are kept by one watchdog: a request that is never answered times out after a
+    quiet spell, after a shorter timeout is set (an earlier wake-up), and alongside requests
+    that are answered; its connection is dropped, and the others are unaffected."""
+
+    async def script(stream: trio.SocketStream, number: int) -> None:
+        while request := await read_request(stream):
+            if b"never" in request:
+                await trio.sleep_forever()
+            await stream.send_all(ok(b"+OK\r\n"))
+
+    async with scripted_server(script) as (url, accepted):
+        client = HttpClient(url, timeout_s=0.3, connect_timeout_s=1)
+        try:
+            with trio.fail_after(10):
+                assert (await client.post("/", b"", b"fast")).body == b"+OK\r\n"
+                for pause, timeout_s in ((0.0, 0.3), (0.5, 0.3), (0.0, 0.1)):
+                    await trio.sleep(pause)
+                    client.timeout_s = timeout_s
+                    started = trio.current_time()
+                    outcome: list[object] = []
+
+                    async def never(outcome: list[object] = outcome) -> None:
+                        with pytest.raises(UpstreamTimeout) as info:
+                            await client.post("/", b"", b"never")
+                        outcome.append(info.value)
+
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(never)
+                        await trio.sleep(0.02)
+                        assert (await client.post("/", b"", b"fast")).body == b"+OK\r\n"
+                    waited = trio.current_time() - started
+                    assert timeout_s <= waited < timeout_s + 1.0
+                    (exc,) = outcome
+                    assert isinstance(exc, UpstreamTimeout) and exc.executed is True
+                assert (await client.post("/", b"", b"fast")).body == b"+OK\r\n"
+            # one connection per request left unanswered, plus the one that kept answering
+            assert client.connections_opened == len(accepted) == 4
+        finally:
+            await client.aclose()
+
+
 async def test_no_free_connection_in_time_is_not_executed(
     devserver_factory: Callable[..., Any],
 ) -> None:
