@@ -122,6 +122,11 @@ class Dispatcher:
         #: work unparks one directly, so a command reaches the upstream one task switch after
         #: the reader queued it (was two: a dispatcher task, then a task started per batch).
         self._workers = trio.lowlevel.ParkingLot()
+        #: A worker was unparked and has not taken its batch yet: the commands queued
+        #: meanwhile (a whole read-poller round of them) are its batch, so waking another
+        #: one per command cost a wake-up and a park for nothing (5 per request at 50
+        #: clients).
+        self._waking = False
         #: Set when a CLIENT PAUSE starts or ends (the one thing `run` itself waits for).
         self._pause_changed = trio.Event()
         self.paused = False
@@ -204,7 +209,8 @@ class Dispatcher:
         if not queue.in_flight and not queue.scheduled:
             queue.scheduled = True
             self._ready.append(queue)
-            if self._workers:
+            if not self._waking and self._workers:
+                self._waking = True
                 self._workers.unpark()
 
     def has_work(self) -> bool:
@@ -213,6 +219,10 @@ class Dispatcher:
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        self._waking = bool(self._workers)
         self._workers.unpark_all()
 
     def pause_clients(self, mode: str, timeout_s: float) -> None:
@@ -231,7 +241,7 @@ class Dispatcher:
         self._ready.extend(self._held)
         self._held.clear()
         self._pause_changed.set()
-        self._workers.unpark_all()
+        self._wake_all()
 
     def _holds(self, item: Pending) -> bool:
         """Whether the CLIENT PAUSE in force holds `item` (Redis: write or may-replicate
@@ -269,9 +279,11 @@ class Dispatcher:
             batch = self._take_batch() if ready and not self.paused else None
             if not batch:
                 await self._workers.park()
+                self._waking = False
                 continue
-            if ready and self._workers:
-                self._workers.unpark()  # more than this batch is waiting: a second worker
+            if ready and not self._waking and self._workers:
+                self._waking = True  # more than this batch is waiting: a second worker
+                self._workers.unpark()
             self.in_flight += 1
             await self._execute(batch)
 
