@@ -25,12 +25,14 @@ def test_counts_by_source_and_the_estimate() -> None:
     meter = CostMeter(clock=Clock(DAY0 + 10))
     meter.add(CLIENT, 3)
     meter.add_sources([BLOCKING, BLOCKING, WATCH])
+    meter.add_sources([CLIENT, CLIENT])  # one source: counted in one step
+    meter.add_sources([])
     report = meter.report()
-    assert report["commands_total"] == 6
+    assert report["commands_total"] == 8
     assert report["by_source"] == {
-        "client": 3, "blocking": 2, "watch": 1, "probe": 0, "pubsub": 0, "keyspace": 0,
+        "client": 5, "blocking": 2, "watch": 1, "probe": 0, "pubsub": 0, "keyspace": 0,
     }  # fmt: skip
-    assert report["estimate"]["since_start"] == round(6 * 0.20 / 100_000, 4)
+    assert report["estimate"]["since_start"] == round(8 * 0.20 / 100_000, 4)
 
 
 def test_the_rate_is_extrapolated_to_a_day_and_a_month() -> None:
