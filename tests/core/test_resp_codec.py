@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+from unittest import mock
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.core import rest_codec
+from bridge.core import resp, rest_codec
 from bridge.core.resp import (
     ErrorReply,
     FrameReader,
     RespProtocolError,
     Status,
+    _scan,
     encode_resp2,
     frame_end,
     parse_frame,
     split_frames,
 )
+from tests.devserver.resp_values import replies
 
 values = st.recursive(
     st.none() | st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=30),
@@ -40,6 +44,78 @@ def test_split_and_parse_roundtrip(items: list[object]) -> None:
         reader.feed(data[i : i + 1])
         got += list(reader.frames())
     assert got == frames
+
+
+def _exact_frames(data: bytes) -> list[bytes]:
+    """The reference split: the Python scan alone."""
+    ends: list[int] = []
+    _scan(data, 0, 1, [], ends)
+    if (ends[-1] if ends else 0) != len(data):
+        raise RespProtocolError("truncated RESP reply")
+    return [data[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(replies, st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=3)), max_size=3))
+def test_hiredis_split_agrees_with_the_exact_scan(
+    items: list[object], edits: list[tuple[int, bytes]]
+) -> None:
+    """split_frames' hiredis path against the Python scan alone: on the canonical encoding of
+    any replies (statuses and errors too, in arrays as well), and after random edits; the
+    same frames, or the same refusal."""
+    data = b"".join(encode_resp2(v) for v in items)
+    if not edits:
+        assert split_frames(data) == _exact_frames(data) and len(_exact_frames(data)) == len(items)
+        if all(type(v) is not list or _flat_bulks(v) for v in items) and (
+            data[:1] == b"$" or b"*" in data
+        ):
+            assert _scan_starts(data) == []  # hiredis' parse, checked, took every reply
+    for at, repl in edits:
+        at %= len(data) + 1
+        data = data[:at] + repl + data[at + len(repl) :]
+    try:
+        expected = _exact_frames(data)
+    except RespProtocolError:
+        with pytest.raises(RespProtocolError):
+            split_frames(data)
+        return
+    assert split_frames(data) == expected
+
+
+def _scan_starts(data: bytes) -> list[int]:
+    """Where split_frames had the exact scan start (after the replies hiredis' parse took)."""
+    starts: list[int] = []
+    real = resp._scan
+
+    def spy(buf: bytes, pos: int, *args: object) -> tuple[int, int]:
+        starts.append(pos)
+        return real(buf, pos, *args)  # type: ignore[arg-type]
+
+    with mock.patch.object(resp, "_scan", spy), contextlib.suppress(RespProtocolError):
+        split_frames(data)
+    return starts
+
+
+def _flat_bulks(value: list[object]) -> bool:
+    """What split_frames' fast path takes: an array of plain bulks (not statuses)."""
+    return all(type(v) is bytes for v in value)
+
+
+def test_hiredis_split_of_long_arrays_and_bulks() -> None:
+    lrange = b"*100\r\n" + b"$3\r\nxxx\r\n" * 100
+    big = b"$1500\r\n" + b"x" * 1500 + b"\r\n"
+    data = lrange * 3 + big + b":7\r\n+OK\r\n-ERR no\r\n$-1\r\n*0\r\n"
+    assert _scan_starts(data) == []
+    assert split_frames(data) == _exact_frames(data)
+    assert split_frames(data)[:4] == [lrange, lrange, lrange, big]
+    # an array with a nil, a status or a non-canonical length: the exact scan from there on
+    for odd in (b"*2\r\n$1\r\na\r\n$-1\r\n", b"*1\r\n+OK\r\n", b"$01\r\na\r\n"):
+        assert _scan_starts(big + odd + big) == [len(big)]
+        assert split_frames(big + odd + big) == [big, odd, big]
+    huge = b"*1000000\r\n"  # never given to hiredis (it would allocate the array at once)
+    assert _scan_starts(huge) == [0]
+    with pytest.raises(RespProtocolError):
+        split_frames(huge)
 
 
 def test_status_and_errors_keep_their_type() -> None:
