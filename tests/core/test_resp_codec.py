@@ -55,7 +55,7 @@ def _exact_frames(data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *ends], ends, strict=False)]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(replies, st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=3)), max_size=3))
 def test_hiredis_split_agrees_with_the_exact_scan(
     items: list[object], edits: list[tuple[int, bytes]]
