@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import hiredis
 
-from bridge.core.resp import BIG_ARRAY, FRAMING, FRAMING_SMALL
+from bridge.core.resp import BIG_ARRAY
 
 #: Longest inline command line (Redis: PROTO_INLINE_MAX_SIZE).
 MAX_INLINE_BYTES = 64 * 1024
@@ -151,14 +151,14 @@ class RequestParser:
                     size = -1
                     break
                 count = len(item)
-                size += FRAMING[count] - 2 if count < FRAMING_SMALL else len(str(count)) + 3
+                size += _FRAMING[count] - 2 if count < _SMALL else len(str(count)) + 3
                 for arg in item:
                     if type(arg) is not bytes:
                         size = -1
                         break
                     length = len(arg)
-                    if length < FRAMING_SMALL:
-                        size += length + FRAMING[length]
+                    if length < _SMALL:
+                        size += length + _FRAMING[length]
                     elif length <= max_bulk:
                         size += length + len(str(length)) + 5
                     else:
@@ -250,6 +250,10 @@ class RequestParser:
         self._tail = bytearray()
         raise self._dead
 
+
+#: Bytes of framing around a bulk (or an array header) of a small length n: `$n\r\n` + `\r\n`.
+_SMALL = 1000
+_FRAMING = [len(str(n)) + 5 for n in range(_SMALL)]
 
 #: Longest `*N` / `$N` header line we wait for (digits + CRLF); longer is garbage.
 _MAX_HEADER = 24

@@ -391,12 +391,9 @@ def split_frames(data: bytes) -> list[bytes]:
     return [data[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
-#: Bytes of framing around a bulk (or an array header) of a small length n: `$n\r\n` + `\r\n`.
-FRAMING_SMALL = 1000
-FRAMING = [len(str(n)) + 5 for n in range(FRAMING_SMALL)]
-
 #: A `*` followed by 7 digits or more anywhere (a payload byte may match: then the exact scan
-#: runs): such a header is never given to hiredis, which would allocate the array at once.
+#: runs): such a header is never given to hiredis, which would allocate the array at once
+#: (the request parser's quick path uses it too).
 BIG_ARRAY = re.compile(rb"\*-?\d{7}")
 
 
@@ -441,7 +438,7 @@ def _checked_end(data: bytes, pos: int, value: object) -> int:
         if type(value) is not bytes:
             return -1
         length = len(value)
-        head = _BULK_HEAD[length] if length < FRAMING_SMALL else b"$%d\r\n" % length
+        head = _BULK_HEAD[length] if length < _BULK_SMALL else b"$%d\r\n" % length
         end = pos + len(head) + length
         if not data.startswith(head, pos) or data[end : end + 2] != CRLF:
             return -1
@@ -480,8 +477,9 @@ def _flat_bulks(items: list[Any]) -> bytes | None:
         return None
 
 
-#: `$<n>` and `$<n>\r\n` for bulks under FRAMING_SMALL bytes.
-_BULK_LINE = [b"$%d" % n for n in range(FRAMING_SMALL)]
+#: `$<n>` and `$<n>\r\n` for bulks under _BULK_SMALL bytes.
+_BULK_SMALL = 1000
+_BULK_LINE = [b"$%d" % n for n in range(_BULK_SMALL)]
 _BULK_HEAD = [line + CRLF for line in _BULK_LINE]
 
 
