@@ -7,6 +7,8 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def raw_exchange(port: int, payload: bytes, *, expect_close: bool = False) -> bytes:
@@ -208,11 +210,13 @@ def test_client_reply_off_and_skip(bridge, r: redis.Redis) -> None:
 
 def test_requirepass(bridge_factory, devserver) -> None:
     bridge = bridge_factory(devserver.url, devserver.token, "--requirepass", "s3cret")
-    anonymous = bridge.client()
+    # redis-py retries a refused AUTH three times with backoff (3 s each): once is enough
+    once = Retry(NoBackoff(), 0)
+    anonymous = bridge.client(retry=once)
     with pytest.raises(redis.AuthenticationError):
         anonymous.get("x")
     with pytest.raises(redis.AuthenticationError):
-        bridge.client(password="wrong").ping()
+        bridge.client(password="wrong", retry=once).ping()
     good = bridge.client(password="s3cret")
     assert good.ping() is True
     assert bridge.client(username="default", password="s3cret").ping() is True
