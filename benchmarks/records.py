@@ -109,12 +109,15 @@ class IdleClientsResult:
 
 @dataclass(slots=True)
 class ProbeFigures:
-    """One client, 0 ms injected: p50 of a GET via the bridge, via /pipeline, via Redis."""
+    """One client, 0 ms injected: p50 of a GET via the bridge, via /pipeline, via Redis, and
+    of a PING the bridge answers itself (the extra hop alone, without the upstream half)."""
 
     iterations: int
     via_bridge_p50_ms: float
     direct_pipeline_p50_ms: float
     direct_redis_p50_ms: float
+    #: 0.0 in reports written before it was measured.
+    bridge_ping_p50_ms: float = 0.0
 
     @property
     def added_p50_us(self) -> float:

@@ -365,15 +365,19 @@ class PipelineProbe:
 def probe_overhead(
     *, bridge_port: int, rest_url: str, token: str, redis_port: int, iterations: int
 ) -> ProbeFigures:
-    """Interleave GETs through the bridge, one-command /pipeline GETs and direct Redis GETs.
+    """Interleave GETs through the bridge, one-command /pipeline GETs, direct Redis GETs and
+    PINGs the bridge answers itself.
 
-    Interleaving puts the three paths under the same machine noise; p50s are compared.
+    Interleaving puts the paths under the same machine noise; p50s are compared. The PING
+    splits what the bridge adds into the extra hop (a process woken on each side, RESP in and
+    out) and the upstream half (the HTTP exchange and the work around it).
     """
     key = key_name(1)
     resp_get = f"*2\r\n$3\r\nGET\r\n${len(key)}\r\n{key}\r\n".encode()
+    resp_ping = b"*1\r\n$4\r\nPING\r\n"
     bridge, redis_direct = RespProbe(bridge_port), RespProbe(redis_port)
     rest = PipelineProbe(rest_url, token)
-    samples: tuple[list[int], list[int], list[int]] = ([], [], [])
+    samples: tuple[list[int], ...] = ([], [], [], [])
     perf = time.perf_counter_ns
     try:
         for i in range(iterations + iterations // 10):
@@ -384,13 +388,16 @@ def probe_overhead(
             t2 = perf()
             redis_direct.call(resp_get)
             t3 = perf()
+            bridge.call(resp_ping)
+            t4 = perf()
             if i >= iterations // 10:  # the first 10% warm the connections and caches
                 samples[0].append(t1 - t0)
                 samples[1].append(t2 - t1)
                 samples[2].append(t3 - t2)
+                samples[3].append(t4 - t3)
     finally:
         bridge.close()
         rest.close()
         redis_direct.close()
     p50s = [percentile(sorted(s), 0.5) / 1e6 for s in samples]
-    return ProbeFigures(iterations, p50s[0], p50s[1], p50s[2])
+    return ProbeFigures(iterations, p50s[0], p50s[1], p50s[2], p50s[3])

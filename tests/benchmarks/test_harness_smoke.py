@@ -150,3 +150,4 @@ def test_idle_clients_and_probe_are_recorded(
     assert probe is not None and probe.iterations == 30
     assert probe.via_bridge_p50_ms > 0 and probe.direct_pipeline_p50_ms > 0
     assert probe.direct_redis_p50_ms > 0
+    assert probe.bridge_ping_p50_ms > 0
