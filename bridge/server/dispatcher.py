@@ -2,7 +2,11 @@
 
 A batch is sent as soon as an upstream slot (of `max_in_flight`) is free; whatever queued
 meanwhile, from all clients, rides in the next /pipeline. Idle load gets one command per
-request and no added delay; heavy load gets big batches. Invariants:
+request and no added delay; heavy load gets big batches. With a read poller (`use_poller`),
+the /pipeline batches its clients queue in a round leave at the end of that round, and their
+answers are read in its rounds: no task wakes up for them. Everything that has to await
+something (a transaction, the path form, a connection to open, a retry) goes to one of
+`max_in_flight` worker tasks. Invariants:
 - per client, at most one request in flight, and commands are taken in arrival order, so a
   client's replies come back in order and its commands run in order;
 - commands that cannot share a /pipeline (a transaction, a command with binary arguments)
@@ -20,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -33,10 +38,12 @@ from bridge.errors import (
     UpstreamUnavailable,
     upstream_error_reply,
 )
-from bridge.server.breaker import CircuitBreaker
+from bridge.server.breaker import CLOSED, CircuitBreaker
 from bridge.server.cost import CLIENT, WATCH
 from bridge.server.counters import Stats
-from bridge.upstream.rest import RestClient
+from bridge.server.read_poller import ReadPoller
+from bridge.upstream.http_client import NeedsTask
+from bridge.upstream.rest import PipelineCall, RestClient
 
 log = logging.getLogger("bridge.dispatcher")
 
@@ -139,6 +146,10 @@ class Dispatcher:
         #: While a response's replies are delivered: what to run once they all are (clients
         #: send everything they got in one round at once, see `Connection._fill`).
         self.delivery_round: list[Callable[[], None]] | None = None
+        #: The read poller whose rounds send /pipeline batches and read their answers (see
+        #: `use_poller`), and the nursery of tasks that finish what cannot be done there.
+        self._poller: ReadPoller | None = None
+        self._nursery: trio.Nursery | None = None
 
     # -- turning commands into upstream work: the one place the request form is chosen -------
 
@@ -209,9 +220,22 @@ class Dispatcher:
         if not queue.in_flight and not queue.scheduled:
             queue.scheduled = True
             self._ready.append(queue)
-            if not self._waking and self._workers:
-                self._waking = True
-                self._workers.unpark()
+            if self._waking or not self._workers:
+                return
+            poller = self._poller
+            if poller is not None and poller.in_round:
+                return  # sent when the round ends (`_flush`)
+            self._waking = True
+            self._workers.unpark()
+
+    def use_poller(self, poller: ReadPoller) -> None:
+        """Send the /pipeline batches that the clients of `poller` queue in one of its rounds
+        when that round ends, from there, and read their answers in its rounds: no worker
+        task wakes up for them (each cost a wake-up, a park and a one-shot epoll registration
+        for the upstream socket). Workers still take what needs awaiting: a transaction, the
+        path form, a connection to open, a retry, an open circuit."""
+        self._poller = poller
+        poller.after_round(self._flush)
 
     def has_work(self) -> bool:
         """Commands are queued for a request (not counting those in flight)."""
@@ -260,6 +284,7 @@ class Dispatcher:
         async with trio.open_nursery() as nursery:
             for _ in range(max(1, self.limits.max_in_flight)):
                 nursery.start_soon(self._worker)
+            self._nursery = nursery
             task_status.started()
             while True:  # only the end of a CLIENT PAUSE needs a timer
                 if self.client_pause:
@@ -275,8 +300,11 @@ class Dispatcher:
         """One of `max_in_flight`: takes a batch, runs it, takes the next (no task switch in
         between while work is queued), parks when there is none."""
         ready = self._ready
+        limit = self.limits.max_in_flight
         while True:
-            batch = self._take_batch() if ready and not self.paused else None
+            batch = (
+                self._take_batch() if ready and not self.paused and self.in_flight < limit else None
+            )
             if not batch:
                 await self._workers.park()
                 self._waking = False
@@ -287,9 +315,9 @@ class Dispatcher:
             self.in_flight += 1
             await self._execute(batch)
 
-    def _take_batch(self) -> list[tuple[ClientQueue, list[Pending]]]:
+    def _take_batch(self, pipes_only: bool = False) -> list[tuple[ClientQueue, list[Pending]]]:
         """Take commands for one request: a run of PIPE items from as many clients as fit,
-        or a single SINGLE/MULTI item."""
+        or a single SINGLE/MULTI item (unless `pipes_only`)."""
         limits = self.limits
         batch: list[tuple[ClientQueue, list[Pending]]] = []
         count = 0
@@ -307,7 +335,7 @@ class Dispatcher:
                 self._held.append(queue)
                 continue
             if first.kind != PIPE:
-                if batch:
+                if batch or pipes_only:
                     break  # send the pipeline first; this one goes next, alone
                 ready.popleft()
                 queue.scheduled = False
@@ -338,20 +366,40 @@ class Dispatcher:
                 break
         return batch
 
-    async def _execute(self, batch: list[tuple[ClientQueue, list[Pending]]]) -> None:
+    async def _execute(
+        self,
+        batch: list[tuple[ClientQueue, list[Pending]]],
+        attempt: int = 0,
+        started: float | None = None,
+    ) -> None:
         items = [item for _, taken in batch for item in taken]
         try:
-            frames = await self._call(items)
+            frames = await self._call(items, attempt, started)
         except UpstreamError as exc:
-            self.stats.errors[exc.kind] += 1
-            log.warning("upstream request of %d command(s) failed: %s", len(items), exc)
-            frames = [encode_error(upstream_error_reply(exc))] * len(items)
+            frames = self._error_frames(items, exc)
         except Exception:  # a bug must cost these commands an error reply, not the daemon
-            log.exception("internal error while executing a batch")
-            self.stats.errors["internal"] += 1
-            frames = [encode_error("ERR internal error in resp-bridge (see its log)")] * len(items)
+            frames = self._internal_error(items)
         finally:
             self.in_flight -= 1
+        self._complete(batch, items, frames)
+
+    def _error_frames(self, items: list[Pending], exc: UpstreamError) -> list[bytes]:
+        self.stats.errors[exc.kind] += 1
+        log.warning("upstream request of %d command(s) failed: %s", len(items), exc)
+        return [encode_error(upstream_error_reply(exc))] * len(items)
+
+    def _internal_error(self, items: list[Pending]) -> list[bytes]:
+        log.exception("internal error while executing a batch")
+        self.stats.errors["internal"] += 1
+        return [encode_error("ERR internal error in resp-bridge (see its log)")] * len(items)
+
+    def _complete(
+        self,
+        batch: list[tuple[ClientQueue, list[Pending]]],
+        items: list[Pending],
+        frames: list[bytes],
+    ) -> None:
+        """Deliver a request's reply frames in order, then let its clients' queues go on."""
         after: list[Callable[[], None]] = []
         outer, self.delivery_round = self.delivery_round, after
         try:
@@ -382,6 +430,201 @@ class Dispatcher:
             elif queue.idle is not None:
                 queue.idle.set()
 
+    # -- /pipeline batches sent and read from the read poller's rounds (`use_poller`) -------
+
+    def _flush(self) -> None:
+        """The poller's round ended: send what it queued, while slots and idle connections
+        last; what is left (or needs awaiting) goes to a worker."""
+        try:
+            self._send_ready()
+        except Exception:  # a bug here must not stop the poller (every client's reader)
+            log.exception("internal error while sending batches")
+            self.stats.errors["internal"] += 1
+        self._wake_worker()
+
+    def _wake_worker(self) -> None:
+        """Queued work that no round will send (what `_send_ready` left, or what a request
+        finished outside a round let go on): one worker takes it."""
+        if self._ready and not self._waking and self._workers and not self.paused:
+            self._waking = True
+            self._workers.unpark()
+
+    def _send_ready(self) -> None:
+        ready = self._ready
+        nursery = self._nursery
+        if nursery is None:
+            return
+        limit = self.limits.max_in_flight
+        upstream = self.upstream
+        while (
+            ready
+            and not self.paused
+            and self.in_flight < limit
+            and self.breaker.state == CLOSED
+            and upstream.can_start()
+        ):
+            front = ready[0].items
+            if front and front[0].kind != PIPE:
+                return
+            batch = self._take_batch(pipes_only=True)
+            if not batch:
+                return
+            self.in_flight += 1
+            items = [item for _, taken in batch for item in taken]
+            for item in items:
+                if item.prepare is not None:
+                    item.prepare()
+                    item.prepare = None
+            started = time.monotonic()
+            try:
+                call = upstream.start_pipeline([i.json for i in items])  # type: ignore[misc]
+            except UpstreamError as exc:
+                self._count_request(items)
+                self._failed(_Exchange(self, batch, items, started, None), exc)
+                continue
+            except Exception:
+                self.in_flight -= 1
+                self._complete(batch, items, self._internal_error(items))
+                continue
+            if call is None:  # no live idle connection after all: a task waits for one
+                nursery.start_soon(self._execute_alone, batch, started)
+                return
+            self._count_request(items)
+            exchange = _Exchange(self, batch, items, started, call)
+            if not call.sent:  # the socket did not take it whole: a task sends the rest
+                nursery.start_soon(self._finish, exchange)
+                continue
+            call.on_lost(exchange.on_lost)
+            assert self._poller is not None
+            self._poller.watch(call.fd, exchange)
+
+    def _count_request(self, items: list[Pending]) -> None:
+        stats = self.stats
+        stats.http_requests += 1
+        stats.batches += 1
+        stats.batched_commands += len(items)
+
+    def _read(self, exchange: _Exchange) -> None:
+        """The poller saw the socket of `exchange` readable."""
+        call = exchange.call
+        assert call is not None
+        try:
+            frames = call.read()
+        except NeedsTask:
+            self._unwatch(call)
+            self._spawn(self._finish, exchange)
+            return
+        except UpstreamError as exc:
+            self._unwatch(call)
+            self._failed(exchange, exc)
+            return
+        except Exception:
+            self._unwatch(call)
+            with contextlib.suppress(Exception):
+                call.abandon()
+            self.in_flight -= 1
+            self._complete(exchange.batch, exchange.items, self._internal_error(exchange.items))
+            return
+        if frames is None:
+            return
+        self._unwatch(call)
+        self._succeeded(exchange.items, exchange.started)
+        self.in_flight -= 1
+        self._complete(exchange.batch, exchange.items, frames)
+
+    def _lost(self, exchange: _Exchange) -> None:
+        """The connection of `exchange` was closed under it (deadline, shutdown): called by
+        the HTTP client's watchdog task, not from a round."""
+        call = exchange.call
+        assert call is not None
+        self._unwatch(call)
+        self._failed(exchange, call.abandon())
+        self._wake_worker()
+
+    async def _execute_alone(
+        self, batch: list[tuple[ClientQueue, list[Pending]]], started: float
+    ) -> None:
+        """`_execute` in a task of its own; then the work it let go on goes to a worker."""
+        await self._execute(batch, 0, started)
+        self._wake_worker()
+
+    def _unwatch(self, call: PipelineCall) -> None:
+        call.on_lost(None)
+        if self._poller is not None:
+            self._poller.unwatch(call.fd)
+
+    async def _finish(self, exchange: _Exchange) -> None:
+        """Go on with `exchange` by awaiting (a partial send, a TLS write, the poller ends)."""
+        call = exchange.call
+        assert call is not None
+        call.on_lost(None)
+        try:
+            frames = await call.resume()
+        except UpstreamError as exc:
+            self._failed(exchange, exc)
+            self._wake_worker()
+            return
+        except Exception:
+            frames = self._internal_error(exchange.items)
+        else:
+            self._succeeded(exchange.items, exchange.started)
+        self.in_flight -= 1
+        self._complete(exchange.batch, exchange.items, frames)
+        self._wake_worker()
+
+    def _failed(self, exchange: _Exchange, exc: UpstreamError) -> None:
+        """A request sent from a round failed: retried by a task when that is safe (as
+        `_call` would), else every command gets the error."""
+        items = exchange.items
+        if self._should_retry(items, exc, exchange.started, 0) and self._spawn(
+            self._retry, exchange.batch, exchange.started
+        ):
+            return
+        self.in_flight -= 1
+        self._complete(exchange.batch, items, self._error_frames(items, exc))
+
+    async def _retry(self, batch: list[tuple[ClientQueue, list[Pending]]], started: float) -> None:
+        await trio.sleep(RETRY_BACKOFF_S)
+        await self._execute(batch, 1, started)
+        self._wake_worker()
+
+    def _spawn(self, task: Callable[..., Any], *args: object) -> bool:
+        nursery = self._nursery
+        if nursery is None:
+            return False
+        try:
+            nursery.start_soon(task, *args)
+        except RuntimeError:  # the nursery is closing: the bridge stops
+            return False
+        return True
+
+    # -- request bookkeeping -----------------------------------------------------------------
+
+    def _succeeded(self, items: list[Pending], started: float) -> None:
+        self.breaker.success()
+        self.stats.upstream_latency.observe((time.monotonic() - started) * 1000)
+        self._count(items)
+
+    def _should_retry(
+        self, items: list[Pending], exc: UpstreamError, started: float, attempt: int
+    ) -> bool:
+        """Count a failed request; whether to send it again: only when nothing of it can have
+        run or every command is read-only, once, early enough, and not for a refused token."""
+        if exc.executed:  # it may have reached the upstream: billed
+            self._count(items)
+        if exc.kind != "auth":
+            self.breaker.failure()
+        retry_safe = not exc.executed or all(i.readonly for i in items)
+        if (
+            attempt >= MAX_RETRIES
+            or not retry_safe
+            or time.monotonic() - started > self.limits.timeout_s / 2
+            or exc.kind == "auth"
+        ):
+            return False
+        self.stats.retries += 1
+        return True
+
     def _count(self, items: list[Pending]) -> None:
         """The commands of one request, by source (what the upstream bills)."""
         cost = self.stats.cost
@@ -393,14 +636,16 @@ class Dispatcher:
         else:
             cost.add_sources([i.source for i in items])
 
-    async def _call(self, items: list[Pending]) -> list[bytes]:
+    async def _call(
+        self, items: list[Pending], attempt: int = 0, started: float | None = None
+    ) -> list[bytes]:
         for item in items:
             if item.prepare is not None:
                 item.prepare()
                 item.prepare = None
         first = items[0]
-        started = time.monotonic()
-        attempt = 0
+        if started is None:
+            started = time.monotonic()
         breaker = self.breaker
         while True:
             if not breaker.allow():
@@ -421,26 +666,41 @@ class Dispatcher:
                     self.stats.batches += 1
                     self.stats.batched_commands += len(items)
                     frames = await self.upstream.pipeline([i.json for i in items])  # type: ignore[misc]
-            except UpstreamError as err:
-                exc = err
+            except UpstreamError as exc:
+                if not self._should_retry(items, exc, started, attempt):
+                    raise
             else:
-                breaker.success()
-                self.stats.upstream_latency.observe((time.monotonic() - started) * 1000)
-                self._count(items)
+                self._succeeded(items, started)
                 return frames
-            if exc.executed:  # it may have reached the upstream: billed
-                self._count(items)
-            if exc.kind != "auth":
-                breaker.failure()
-            elapsed = time.monotonic() - started
-            retry_safe = not exc.executed or all(i.readonly for i in items)
-            if (
-                attempt >= MAX_RETRIES
-                or not retry_safe
-                or elapsed > self.limits.timeout_s / 2
-                or exc.kind == "auth"
-            ):
-                raise exc
             attempt += 1
-            self.stats.retries += 1
             await trio.sleep(RETRY_BACKOFF_S)
+
+
+class _Exchange:
+    """A /pipeline batch sent from a read-poller round, whose socket the poller watches."""
+
+    __slots__ = ("batch", "call", "dispatcher", "items", "started")
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        batch: list[tuple[ClientQueue, list[Pending]]],
+        items: list[Pending],
+        started: float,
+        call: PipelineCall | None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.batch = batch
+        self.items = items
+        self.started = started
+        self.call = call
+
+    def on_readable(self) -> None:
+        self.dispatcher._read(self)
+
+    def on_poller_closed(self) -> None:
+        if not self.dispatcher._spawn(self.dispatcher._finish, self):
+            self.on_lost()
+
+    def on_lost(self) -> None:
+        self.dispatcher._lost(self)

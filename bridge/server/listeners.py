@@ -164,6 +164,7 @@ async def serve_clients(
     stop is requested, then close the listeners and drain the connections. One read poller
     serves every client socket while it has nothing to await; it outlives the clients."""
     poller = ReadPoller()
+    state.dispatcher.use_poller(poller)
     async with trio.open_nursery() as reading:
         reading.start_soon(poller.run)
         async with trio.open_nursery() as clients:

@@ -30,7 +30,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -155,7 +155,8 @@ class _Connection:
     """
 
     __slots__ = (
-        "buffer", "deadline", "origin", "parser", "reader", "sock", "timed_out", "tls", "used_at",
+        "buffer", "deadline", "on_lost", "origin", "parser", "reader", "sock", "timed_out", "tls",
+        "unsent", "used_at",
     )  # fmt: skip
 
     def __init__(self, origin: Origin, sock: socket.socket) -> None:
@@ -171,6 +172,10 @@ class _Connection:
         self.timed_out = False
         #: Reads land here; httptools copies what it keeps (header values, body chunks).
         self.buffer = memoryview(bytearray(RECV_SIZE))
+        #: A request started by `try_start`: what the socket did not take yet (for `resume`),
+        #: and what to call if the connection is closed under it (the watchdog, `aclose`).
+        self.unsent: memoryview | None = None
+        self.on_lost: Callable[[], None] | None = None
 
     def stale(self, now: float) -> bool:
         """True if the connection must not be reused: expired, closed by the peer (EOF), or
@@ -195,6 +200,18 @@ class _Connection:
         if sock is not None:
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+
+class NeedsTask(Exception):
+    """`read_ready` cannot go on without awaiting (a TLS write): call `resume`."""
+
+
+def _lose(conn: _Connection) -> None:
+    """Close `conn` under its request, and tell whoever reads it without a task."""
+    lost = conn.on_lost
+    conn.close()
+    if lost is not None:
+        lost()
 
 
 class _SendFailed(Exception):
@@ -255,7 +272,7 @@ class HttpClient:
         """Close every connection, busy ones too (their requests fail as 'may have run')."""
         self._closed = True
         for conn in [*self._idle, *self._busy]:
-            conn.close()
+            _lose(conn)
         self._idle.clear()
         self._busy.clear()
         self._room.unpark_all()
@@ -272,25 +289,11 @@ class HttpClient:
         run), UpstreamProtocolError (the answer is not HTTP we can read).
         """
         deadline = trio.current_time() + self.timeout_s
-        head = b"".join(
-            (
-                b"POST ",
-                (self.origin.prefix + path).encode("ascii"),
-                b" HTTP/1.1\r\n",
-                self._fixed,
-                headers,
-                b"Content-Length: ",
-                str(len(body)).encode(),
-                b"\r\n\r\n",
-            )
-        )
+        head = self._head(path, headers, len(body))
         parts = (head + body,) if len(body) < _JOIN_BELOW else (head, body)
         for attempt in (1, 2):
             conn, reused = self._take_idle() or await self._acquire(deadline)
-            conn.deadline = deadline
-            watch = self._watch
-            if watch is None or deadline < watch.deadline:
-                self._watch_until(deadline)
+            self._set_deadline(conn, deadline)
             ok = False
             try:
                 try:
@@ -310,8 +313,123 @@ class HttpClient:
                 self._release(conn, ok)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
+    def _head(self, path: str, headers: bytes, length: int) -> bytes:
+        return b"".join(
+            (
+                b"POST ",
+                (self.origin.prefix + path).encode("ascii"),
+                b" HTTP/1.1\r\n",
+                self._fixed,
+                headers,
+                b"Content-Length: ",
+                str(length).encode(),
+                b"\r\n\r\n",
+            )
+        )
+
+    def _set_deadline(self, conn: _Connection, deadline: float) -> None:
+        conn.deadline = deadline
+        watch = self._watch
+        if watch is None or deadline < watch.deadline:
+            self._watch_until(deadline)
+
     def _timeout(self) -> UpstreamTimeout:
         return UpstreamTimeout(f"ReadTimeout: no complete answer within {self.timeout_s:g}s")
+
+    # -- the same request without a task: started here, read when the socket is readable ----
+    # The bridge's read poller watches the socket of such a request and calls `read_ready`
+    # from its round: no task waits for it, so a request costs no task wake-up, no park and
+    # no one-shot epoll registration of its own.
+
+    def has_idle(self) -> bool:
+        """A pooled connection is idle: `try_start` will most likely not return None."""
+        return bool(self._idle) and not self._closed
+
+    def try_start(self, path: str, headers: bytes, body: bytes) -> _Connection | None:
+        """Send a request now, on an idle pooled connection, without waiting: the connection
+        it is on (its answer is read with `read_ready` each time its socket is readable, or
+        awaited with `resume`), or None when no idle connection is at hand (nothing was sent;
+        `post` waits for one). What the socket did not take at once is kept for `resume`.
+        Raises like `post` when the send failed after bytes may have left."""
+        taken = self._take_idle()
+        if taken is None:
+            return None
+        conn = taken[0]
+        self._set_deadline(conn, trio.current_time() + self.timeout_s)
+        data = self._head(path, headers, len(body)) + body
+        sock = conn.sock
+        assert sock is not None
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            n = 0  # (TLS: the same bytes must be offered again, which `resume` does)
+        except OSError as exc:
+            self._release(conn, False)
+            if conn.tls:  # a failed TLS write may still have put records on the wire
+                raise self._send_error(_SendFailed(exc, sent=True)) from exc
+            return None  # nothing of it reached the server: `post` takes another connection
+        if n < len(data):
+            conn.unsent = memoryview(data)[n:]
+        return conn
+
+    def read_ready(self, conn: _Connection) -> HttpResponse | None:
+        """The socket of a request from `try_start` is readable: read what it holds. The
+        response once complete (the connection goes back to the pool), else None. Raises
+        like `post` (the connection is closed then), or NeedsTask when only awaiting can go
+        on (a TLS write): `resume` then."""
+        sock = conn.sock
+        tls = conn.tls
+        try:
+            while True:
+                try:
+                    if sock is None:
+                        raise trio.ClosedResourceError("connection closed")
+                    try:
+                        n = sock.recv_into(conn.buffer)
+                    except (BlockingIOError, ssl.SSLWantReadError):
+                        return None
+                    except ssl.SSLWantWriteError:
+                        raise NeedsTask() from None
+                    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                        n = 0
+                except (OSError, trio.ClosedResourceError) as exc:
+                    raise self._read_failure(conn, exc) from exc
+                done = self._absorb(conn, n)
+                if done is not None:
+                    response, keep = done
+                    self._release(conn, keep and not self._closed)
+                    return response
+                # Decrypted bytes may wait in the SSL object with nothing on the socket.
+                if not (tls and sock.pending()):  # type: ignore[attr-defined]
+                    return None
+        except UpstreamError:
+            self._release(conn, False)
+            raise
+
+    def abandon(self, conn: _Connection) -> UpstreamError:
+        """A request from `try_start` whose connection was closed under it (`on_lost`):
+        release it; the error its commands get ("may have run")."""
+        self._release(conn, False)
+        return self._read_failure(conn, trio.ClosedResourceError("connection closed"))
+
+    async def resume(self, conn: _Connection) -> HttpResponse:
+        """Finish a request from `try_start` by awaiting: send what is left, read the rest."""
+        ok = False
+        try:
+            unsent, conn.unsent = conn.unsent, None
+            if unsent:
+                try:
+                    await self._send(conn, (unsent,))  # type: ignore[arg-type]
+                except _SendFailed as exc:
+                    if conn.timed_out:
+                        raise self._timeout() from None
+                    # part of it was sent (or offered to TLS) by `try_start`
+                    raise self._send_error(_SendFailed(exc.cause, sent=True)) from exc.cause
+            response, ok = await self._receive(conn)
+            ok = ok and not self._closed
+            return response
+        finally:
+            self._release(conn, ok)
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -338,7 +456,7 @@ class HttpClient:
             for conn in list(self._busy):
                 if conn.deadline <= now:
                     conn.timed_out = True
-                    conn.close()
+                    _lose(conn)
                 elif conn.deadline < earliest:
                     earliest = conn.deadline
             self._watch = trio.CancelScope(deadline=earliest)
@@ -388,6 +506,8 @@ class HttpClient:
     def _release(self, conn: _Connection, reusable: bool) -> None:
         self._busy.discard(conn)
         conn.deadline = math.inf
+        conn.on_lost = None
+        conn.unsent = None
         if reusable and conn.origin is self.origin and conn.sock is not None:
             conn.used_at = time.monotonic()
             conn.reader.reset()
@@ -456,12 +576,10 @@ class HttpClient:
 
     async def _receive(self, conn: _Connection) -> tuple[HttpResponse, bool]:
         """The whole response, and whether the connection may carry another request."""
-        reader = conn.reader
-        parser = conn.parser
         sock = conn.sock
         tls = conn.tls
         buffer = conn.buffer
-        while not reader.complete:
+        while True:
             try:
                 if sock is None:
                     raise trio.ClosedResourceError("connection closed")
@@ -478,26 +596,41 @@ class HttpClient:
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                     n = 0  # closed, with or without close_notify (as browsers accept)
             except (OSError, trio.ClosedResourceError) as exc:
-                if conn.timed_out:
-                    raise self._timeout() from None
-                raise UpstreamError(
-                    f"ReadError: connection lost while waiting for the answer: {_os_text(exc)}"
-                ) from exc
-            if not n:
-                if reader.headers_done and _until_close(reader.headers):
-                    return _response(reader, parser), False
-                raise UpstreamError(
-                    "RemoteProtocolError: the upstream closed the connection "
-                    + ("in the middle of the answer" if reader.headers else "without answering")
-                )
-            try:
-                parser.feed_data(buffer[:n])
-            except httptools.HttpParserError as exc:
-                if reader.complete:  # bytes after the answer: keep it, drop the connection
-                    return _response(reader, parser), False
-                raise UpstreamProtocolError(f"unreadable HTTP answer: {exc}") from exc
-            except httptools.HttpParserUpgrade as exc:
-                raise UpstreamProtocolError("the upstream tried to upgrade the protocol") from exc
+                raise self._read_failure(conn, exc) from exc
+            done = self._absorb(conn, n)
+            if done is not None:
+                return done
+
+    def _read_failure(self, conn: _Connection, exc: BaseException) -> UpstreamError:
+        if conn.timed_out:
+            return self._timeout()
+        return UpstreamError(
+            f"ReadError: connection lost while waiting for the answer: {_os_text(exc)}"
+        )
+
+    @staticmethod
+    def _absorb(conn: _Connection, n: int) -> tuple[HttpResponse, bool] | None:
+        """`n` bytes were read into the buffer (0: EOF): the response and whether the
+        connection may carry another request, once it is complete; else None."""
+        reader = conn.reader
+        parser = conn.parser
+        if not n:
+            if reader.headers_done and _until_close(reader.headers):
+                return _response(reader, parser), False
+            raise UpstreamError(
+                "RemoteProtocolError: the upstream closed the connection "
+                + ("in the middle of the answer" if reader.headers else "without answering")
+            )
+        try:
+            parser.feed_data(conn.buffer[:n])
+        except httptools.HttpParserError as exc:
+            if reader.complete:  # bytes after the answer: keep it, drop the connection
+                return _response(reader, parser), False
+            raise UpstreamProtocolError(f"unreadable HTTP answer: {exc}") from exc
+        except httptools.HttpParserUpgrade as exc:
+            raise UpstreamProtocolError("the upstream tried to upgrade the protocol") from exc
+        if not reader.complete:
+            return None
         # (httptools' should_keep_alive() is reset once the message is complete)
         keep = parser.get_http_version() == "1.1" and not _closes(reader.headers)
         return _response(reader, parser), keep

@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -32,6 +33,9 @@ from bridge.redaction import redact_url
 from bridge.upstream.http_client import HttpClient, HttpResponse, header_block
 from bridge.upstream.http_errors import token_refused
 from bridge.upstream.transport_adapter import HttpxPoster
+
+if TYPE_CHECKING:
+    from bridge.upstream.http_client import _Connection
 
 log = logging.getLogger("bridge.upstream")
 
@@ -125,6 +129,10 @@ class RestClient:
 
     async def _post(self, path: str, body: bytes, *, resp2: bool) -> HttpResponse:
         response = await self._http.post(path, self._blocks[resp2] + self._sync_line, body)
+        return self._answered(response)
+
+    def _answered(self, response: HttpResponse) -> HttpResponse:
+        """Every answer: its sync token is kept for later requests; 401 is the token's fault."""
         token = response.headers.get(b"upstash-sync-token")
         if token:
             if token != self.sync_token.encode("latin-1"):
@@ -141,7 +149,27 @@ class RestClient:
         """Run commands with POST /pipeline; one RESP2 frame per command, in order."""
         body = rest_codec.pipeline_body(commands)
         response = await self._post("/pipeline", body, resp2=self.resp2)
-        n = len(commands)
+        return self._pipeline_frames(response, len(commands))
+
+    # -- /pipeline without a task (the dispatcher's read-poller path) ------------------------
+
+    def can_start(self) -> bool:
+        """`start_pipeline` will most likely send at once (an idle keep-alive connection)."""
+        http = self._http
+        return type(http) is HttpClient and http.has_idle()
+
+    def start_pipeline(self, commands: Sequence[Sequence[str]]) -> PipelineCall | None:
+        """Send a /pipeline now without waiting (see `HttpClient.try_start`); None when that
+        needs waiting (nothing was sent: `pipeline` then). Raises like `pipeline`."""
+        http = self._http
+        assert type(http) is HttpClient
+        body = rest_codec.pipeline_body(commands)
+        conn = http.try_start("/pipeline", self._blocks[self.resp2] + self._sync_line, body)
+        if conn is None:
+            return None
+        return PipelineCall(self, http, conn, len(commands))
+
+    def _pipeline_frames(self, response: HttpResponse, n: int) -> list[bytes]:
         refused = self._refused(response)
         if refused is not None:
             return [refused] * n
@@ -223,6 +251,47 @@ class RestClient:
             version = _redis_version(frames[1])
             return ProbeResult(True, resp2, version, "resp2 supported")
         return ProbeResult(True, False, version, "resp2 not supported: using JSON + base64")
+
+
+class PipelineCall:
+    """A /pipeline in flight from `RestClient.start_pipeline`: its socket, read by the caller
+    when readable (`read`), or finished by awaiting (`resume`)."""
+
+    __slots__ = ("conn", "fd", "http", "n", "rest")
+
+    def __init__(self, rest: RestClient, http: HttpClient, conn: _Connection, n: int) -> None:
+        self.rest = rest
+        self.http = http
+        self.conn = conn
+        self.n = n
+        assert conn.sock is not None
+        self.fd = conn.sock.fileno()
+
+    @property
+    def sent(self) -> bool:
+        """The whole request was written (else only `resume` can go on)."""
+        return self.conn.unsent is None
+
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        """`callback` runs if the connection is closed under the request (its deadline passed,
+        or the client closed): the socket will not become readable any more."""
+        self.conn.on_lost = callback
+
+    def read(self) -> list[bytes] | None:
+        """The socket is readable: the frames once the answer is complete, else None.
+        Raises UpstreamError, or NeedsTask (then `resume`)."""
+        response = self.http.read_ready(self.conn)
+        if response is None:
+            return None
+        return self.rest._pipeline_frames(self.rest._answered(response), self.n)
+
+    def abandon(self) -> UpstreamError:
+        """The connection was closed under the request: the error for its commands."""
+        return self.http.abandon(self.conn)
+
+    async def resume(self) -> list[bytes]:
+        response = await self.http.resume(self.conn)
+        return self.rest._pipeline_frames(self.rest._answered(response), self.n)
 
 
 def _is_octet_stream(response: HttpResponse) -> bool:

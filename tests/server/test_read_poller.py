@@ -158,3 +158,65 @@ async def test_commands_parsed_past_the_pending_limit_are_all_answered(
         assert got == want
         sock.close()
         nursery.cancel_scope.cancel()
+
+
+class Answer:
+    """A watched socket (an upstream answer): records when it was read, relative to hooks."""
+
+    def __init__(self, sock: socket.socket, log: list[str], name: str) -> None:
+        self.sock = sock
+        self.log = log
+        self.name = name
+        self.closed = False
+
+    def on_readable(self) -> None:
+        self.log.append(f"{self.name}:{self.sock.recv(4096).decode()}")
+
+    def on_poller_closed(self) -> None:
+        self.closed = True
+
+
+async def test_watched_sockets_are_read_after_the_round_hooks_and_told_of_the_end() -> None:
+    """In a round, clients are read first, then the after-round hooks run (a dispatcher sends
+    what the clients queued), then the watched answers, then the hooks again; unwatch stops
+    the calls, and the poller's end is told to whatever is still watched."""
+    poller = ReadPoller()
+    log: list[str] = []
+    client_ours, client_theirs = socket.socketpair()
+    answer_ours, answer_theirs = socket.socketpair()
+    other_ours, _other_theirs = socket.socketpair()
+    for s in (client_ours, answer_ours, other_ours):
+        s.setblocking(False)
+
+    class Client:
+        def on_readable(self) -> bool:
+            log.append(f"client:{client_ours.recv(4096).decode()}")
+            return True
+
+    answer = Answer(answer_ours, log, "answer")
+    other = Answer(other_ours, log, "other")
+    poller.after_round(lambda: log.append(f"hook in_round={poller.in_round}"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poller.run)
+        nursery.start_soon(poller.serve, client_ours.fileno(), Client())
+        await until(lambda: len(poller) == 1)
+        poller.watch(answer_ours.fileno(), answer)
+        poller.watch(other_ours.fileno(), other)
+        await trio.sleep(0.05)
+        log.clear()
+        # both readable before the poller's next round (no checkpoint in between)
+        answer_theirs.send(b"a")
+        client_theirs.send(b"c")
+        await until(lambda: len(log) >= 4)
+        assert log[:4] == ["client:c", "hook in_round=True", "answer:a", "hook in_round=False"]
+        poller.unwatch(answer_ours.fileno())
+        log.clear()
+        answer_theirs.send(b"b")
+        client_theirs.send(b"d")
+        await until(lambda: "client:d" in log)
+        await trio.sleep(0.05)
+        assert not any(e.startswith("answer") for e in log), log
+        nursery.cancel_scope.cancel()
+    assert other.closed and not answer.closed
+    for s in (client_ours, client_theirs, answer_ours, answer_theirs, other_ours, _other_theirs):
+        s.close()
