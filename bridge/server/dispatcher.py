@@ -22,9 +22,8 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -451,8 +450,7 @@ class Dispatcher:
 
     def _send_ready(self) -> None:
         ready = self._ready
-        nursery = self._nursery
-        if nursery is None:
+        if self._nursery is None:
             return
         limit = self.limits.max_in_flight
         upstream = self.upstream
@@ -463,12 +461,9 @@ class Dispatcher:
             and self.breaker.state == CLOSED
             and upstream.can_start()
         ):
-            front = ready[0].items
-            if front and front[0].kind != PIPE:
-                return
             batch = self._take_batch(pipes_only=True)
             if not batch:
-                return
+                return  # nothing, or a transaction / path-form command first: a worker's
             self.in_flight += 1
             items = [item for _, taken in batch for item in taken]
             for item in items:
@@ -480,19 +475,22 @@ class Dispatcher:
                 call = upstream.start_pipeline([i.json for i in items])  # type: ignore[misc]
             except UpstreamError as exc:
                 self._count_request(items)
-                self._failed(_Exchange(self, batch, items, started, None), exc)
+                self._failed(batch, items, started, exc)
                 continue
             except Exception:
                 self.in_flight -= 1
                 self._complete(batch, items, self._internal_error(items))
                 continue
             if call is None:  # no live idle connection after all: a task waits for one
-                nursery.start_soon(self._execute_alone, batch, started)
+                if not self._spawn(self._execute, batch, 0, started):
+                    self.in_flight -= 1
+                    stopping = UpstreamUnavailable("the bridge is stopping")
+                    self._complete(batch, items, self._error_frames(items, stopping))
                 return
             self._count_request(items)
             exchange = _Exchange(self, batch, items, started, call)
             if not call.sent:  # the socket did not take it whole: a task sends the rest
-                nursery.start_soon(self._finish, exchange)
+                self._go_on_in_task(exchange)
                 continue
             call.on_lost(exchange.on_lost)
             assert self._poller is not None
@@ -507,46 +505,39 @@ class Dispatcher:
     def _read(self, exchange: _Exchange) -> None:
         """The poller saw the socket of `exchange` readable."""
         call = exchange.call
-        assert call is not None
         try:
             frames = call.read()
         except NeedsTask:
             self._unwatch(call)
-            self._spawn(self._finish, exchange)
+            self._go_on_in_task(exchange)
             return
         except UpstreamError as exc:
             self._unwatch(call)
-            self._failed(exchange, exc)
+            self._failed(exchange.batch, exchange.items, exchange.started, exc)
             return
         except Exception:
             self._unwatch(call)
             with contextlib.suppress(Exception):
                 call.abandon()
-            self.in_flight -= 1
-            self._complete(exchange.batch, exchange.items, self._internal_error(exchange.items))
+            self._answered(exchange, self._internal_error(exchange.items))
             return
-        if frames is None:
-            return
-        self._unwatch(call)
-        self._succeeded(exchange.items, exchange.started)
-        self.in_flight -= 1
-        self._complete(exchange.batch, exchange.items, frames)
+        if frames is not None:
+            self._unwatch(call)
+            self._succeeded(exchange.items, exchange.started)
+            self._answered(exchange, frames)
 
     def _lost(self, exchange: _Exchange) -> None:
         """The connection of `exchange` was closed under it (deadline, shutdown): called by
         the HTTP client's watchdog task, not from a round."""
         call = exchange.call
-        assert call is not None
         self._unwatch(call)
-        self._failed(exchange, call.abandon())
+        self._failed(exchange.batch, exchange.items, exchange.started, call.abandon())
         self._wake_worker()
 
-    async def _execute_alone(
-        self, batch: list[tuple[ClientQueue, list[Pending]]], started: float
-    ) -> None:
-        """`_execute` in a task of its own; then the work it let go on goes to a worker."""
-        await self._execute(batch, 0, started)
-        self._wake_worker()
+    def _go_on_in_task(self, exchange: _Exchange) -> None:
+        if not self._spawn(self._finish, exchange):  # the bridge stops: it may have run
+            call = exchange.call
+            self._failed(exchange.batch, exchange.items, exchange.started, call.abandon())
 
     def _unwatch(self, call: PipelineCall) -> None:
         call.on_lost(None)
@@ -556,44 +547,53 @@ class Dispatcher:
     async def _finish(self, exchange: _Exchange) -> None:
         """Go on with `exchange` by awaiting (a partial send, a TLS write, the poller ends)."""
         call = exchange.call
-        assert call is not None
         call.on_lost(None)
         try:
             frames = await call.resume()
         except UpstreamError as exc:
-            self._failed(exchange, exc)
-            self._wake_worker()
+            self._failed(exchange.batch, exchange.items, exchange.started, exc)
             return
         except Exception:
             frames = self._internal_error(exchange.items)
         else:
             self._succeeded(exchange.items, exchange.started)
+        self._answered(exchange, frames)
+
+    def _answered(self, exchange: _Exchange, frames: list[bytes]) -> None:
         self.in_flight -= 1
         self._complete(exchange.batch, exchange.items, frames)
-        self._wake_worker()
 
-    def _failed(self, exchange: _Exchange, exc: UpstreamError) -> None:
+    def _failed(
+        self,
+        batch: list[tuple[ClientQueue, list[Pending]]],
+        items: list[Pending],
+        started: float,
+        exc: UpstreamError,
+    ) -> None:
         """A request sent from a round failed: retried by a task when that is safe (as
         `_call` would), else every command gets the error."""
-        items = exchange.items
-        if self._should_retry(items, exc, exchange.started, 0) and self._spawn(
-            self._retry, exchange.batch, exchange.started
-        ):
+        if self._should_retry(items, exc, started, 0) and self._spawn(self._retry, batch, started):
             return
         self.in_flight -= 1
-        self._complete(exchange.batch, items, self._error_frames(items, exc))
+        self._complete(batch, items, self._error_frames(items, exc))
 
     async def _retry(self, batch: list[tuple[ClientQueue, list[Pending]]], started: float) -> None:
         await trio.sleep(RETRY_BACKOFF_S)
         await self._execute(batch, 1, started)
-        self._wake_worker()
 
-    def _spawn(self, task: Callable[..., Any], *args: object) -> bool:
+    def _spawn(self, task: Callable[..., Awaitable[None]], *args: object) -> bool:
+        """Run `task(*args)` in a task of its own, then wake a worker for the work its
+        request let go on (no round follows a task). False if the bridge is stopping."""
         nursery = self._nursery
         if nursery is None:
             return False
+
+        async def run() -> None:
+            await task(*args)
+            self._wake_worker()
+
         try:
-            nursery.start_soon(task, *args)
+            nursery.start_soon(run)
         except RuntimeError:  # the nursery is closing: the bridge stops
             return False
         return True
@@ -687,7 +687,7 @@ class _Exchange:
         batch: list[tuple[ClientQueue, list[Pending]]],
         items: list[Pending],
         started: float,
-        call: PipelineCall | None,
+        call: PipelineCall,
     ) -> None:
         self.dispatcher = dispatcher
         self.batch = batch
@@ -699,8 +699,7 @@ class _Exchange:
         self.dispatcher._read(self)
 
     def on_poller_closed(self) -> None:
-        if not self.dispatcher._spawn(self.dispatcher._finish, self):
-            self.on_lost()
+        self.dispatcher._go_on_in_task(self)
 
     def on_lost(self) -> None:
         self.dispatcher._lost(self)

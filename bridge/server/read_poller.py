@@ -92,10 +92,6 @@ class ReadPoller:
         """Call `hook()` after every round (while the poller runs)."""
         self._after_round.append(hook)
 
-    @property
-    def running(self) -> bool:
-        return not self._closed
-
     def _release(self, fd: int, entry: _Entry) -> None:
         if self._entries.get(fd) is entry:
             del self._entries[fd]

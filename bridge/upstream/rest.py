@@ -281,16 +281,16 @@ class PipelineCall:
         """The socket is readable: the frames once the answer is complete, else None.
         Raises UpstreamError, or NeedsTask (then `resume`)."""
         response = self.http.read_ready(self.conn)
-        if response is None:
-            return None
-        return self.rest._pipeline_frames(self.rest._answered(response), self.n)
+        return None if response is None else self._frames(response)
 
     def abandon(self) -> UpstreamError:
         """The connection was closed under the request: the error for its commands."""
         return self.http.abandon(self.conn)
 
     async def resume(self) -> list[bytes]:
-        response = await self.http.resume(self.conn)
+        return self._frames(await self.http.resume(self.conn))
+
+    def _frames(self, response: HttpResponse) -> list[bytes]:
         return self.rest._pipeline_frames(self.rest._answered(response), self.n)
 
 
