@@ -573,3 +573,75 @@ async def test_https_idle_connection_closed_by_the_server_is_replaced(
         assert client.connections_opened == 3 and len(accepted) == 3
         await client.aclose()
         nursery.cancel_scope.cancel()
+
+
+# -- requests without a task: `start_pipeline`, read when readable, or resumed ----------------
+
+
+async def _warm(client: RestClient) -> None:
+    """One awaited request, so an idle keep-alive connection is there to start on."""
+    assert await client.pipeline([["PING"]]) in ([b"+PONG\r\n"], [b"$4\r\nPONG\r\n"])
+
+
+async def test_a_started_pipeline_is_read_when_its_socket_is_readable(devserver: Any) -> None:
+    client = rest_client(devserver.url, resp2=True)
+    try:
+        await _warm(client)
+        call = client.start_pipeline([["SET", "hc:st", "v"], ["GET", "hc:st"]])
+        assert call is not None and call.sent
+        frames = None
+        with trio.fail_after(5):
+            while frames is None:
+                await trio.lowlevel.wait_readable(call.fd)
+                frames = call.read()
+        assert frames == [b"+OK\r\n", b"$1\r\nv\r\n"]
+        # the connection went back to the pool and carries the next request
+        assert await client.pipeline([["GET", "hc:st"]]) == [b"$1\r\nv\r\n"]
+        assert lean(client).connections_opened == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_started_pipeline_the_socket_did_not_take_whole_is_resumed(
+    devserver: Any,
+) -> None:
+    client = rest_client(devserver.url, resp2=True)
+    value = "y" * (1024 * 1024)
+    try:
+        await _warm(client)
+        [idle] = lean(client)._idle
+        assert idle.sock is not None
+        idle.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        call = client.start_pipeline([["SET", "hc:st-big", value]])
+        assert call is not None and not call.sent
+        with trio.fail_after(10):
+            assert await call.resume() == [b"+OK\r\n"]
+        [frame] = await client.pipeline([["GET", "hc:st-big"]])
+        assert frame == b"$%d\r\n%s\r\n" % (len(value), value.encode())
+    finally:
+        await client.aclose()
+
+
+async def test_a_started_pipeline_past_its_deadline_is_lost_as_may_have_run() -> None:
+    async def first_answered_then_silent(stream: trio.SocketStream, _: int) -> None:
+        await read_request(stream)
+        await stream.send_all(ok(b'[{"result":"UE9ORw=="}]'))  # base64 PONG
+        await read_request(stream)
+        await trio.sleep_forever()
+
+    async with scripted_server(first_answered_then_silent) as (url, _):
+        client = rest_client(url, timeout_s=0.2)
+        lost = trio.Event()
+        try:
+            await _warm(client)
+            call = client.start_pipeline([["INCR", "n"]])
+            assert call is not None and call.sent
+            call.on_lost(lost.set)
+            with trio.fail_after(5):
+                await lost.wait()
+            exc = call.abandon()
+            assert isinstance(exc, UpstreamTimeout) and exc.executed
+            assert_clean(exc)
+            assert lean(client)._busy == set()
+        finally:
+            await client.aclose()
