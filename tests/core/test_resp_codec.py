@@ -6,6 +6,7 @@ import base64
 import contextlib
 from unittest import mock
 
+import hiredis
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -80,6 +81,79 @@ def test_hiredis_split_agrees_with_the_exact_scan(
             split_frames(data)
         return
     assert split_frames(data) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    replies,
+    st.integers(1, 40),
+    st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=3)), max_size=2),
+)
+def test_hiredis_split_fed_in_small_pieces_agrees_with_the_exact_scan(
+    items: list[object], feed_bytes: int, edits: list[tuple[int, bytes]]
+) -> None:
+    """The same with hiredis given a few bytes at a time, so that replies cross the pieces
+    (the exact scan then walks the one that does) and `*N` headers straddle them."""
+    data = b"".join(encode_resp2(v) for v in items)
+    for at, repl in edits:
+        at %= len(data) + 1
+        data = data[:at] + repl + data[at + len(repl) :]
+    with mock.patch.object(resp, "_FEED_BYTES", feed_bytes):
+        try:
+            expected = _exact_frames(data)
+        except RespProtocolError:
+            with pytest.raises(RespProtocolError):
+                split_frames(data)
+            return
+        assert split_frames(data) == expected
+
+
+class _FeedLog:
+    """Stands in for the hiredis module in `resp`: its Readers record what they are fed."""
+
+    ProtocolError = hiredis.ProtocolError
+    ReplyError = hiredis.ReplyError
+
+    def __init__(self) -> None:
+        self.fed: list[int] = []
+
+    def Reader(self) -> object:  # the module's name for it
+        real = hiredis.Reader()
+        log = self.fed
+
+        class _Logged:
+            def feed(self, data: bytes) -> None:
+                log.append(len(data))
+                real.feed(data)
+
+            def gets(self) -> object:
+                return real.gets()
+
+        return _Logged()
+
+
+def test_a_big_body_is_split_without_feeding_its_bulks_to_hiredis() -> None:
+    """hiredis moves the unread rest of its buffer after every reply: fed a whole body, a
+    response of 100 bulks of 1 MB took 940 ms to split (quadratic). It gets small pieces, and
+    a bulk that runs past its piece is walked by the exact scan without reading its payload."""
+    payload = (b"*1234567\r\n" * 104858)[: 1024 * 1024]  # `*N`-looking, for the guard
+    big = b"$1048576\r\n" + payload + b"\r\n"
+    small = b"$5\r\nsmall\r\n" * 3000 + b"*2\r\n$1\r\na\r\n$1\r\nb\r\n" * 500
+    data = small + big + small + big + big + small
+    log = _FeedLog()
+    with mock.patch.object(resp, "hiredis", log):
+        frames = split_frames(data)
+    assert frames == _exact_frames(data)
+    assert frames.count(big) == 3 and len(frames) == 3 + 3 * 3500
+    assert max(log.fed) <= resp._FEED_BYTES
+    assert sum(log.fed) < len(data) // 20  # the 3 MB of bulks were not given to hiredis
+    # A real `*N` header of a million elements across a piece's end: never given to hiredis.
+    for cut in range(resp._FEED_BYTES - 10, resp._FEED_BYTES + 2):
+        head = b"+" + b"x" * (cut - 3) + b"\r\n"
+        starts = _scan_starts(head + b"*1000000\r\n")
+        assert starts and starts[-1] <= cut
+        with pytest.raises(RespProtocolError):
+            split_frames(head + b"*1000000\r\n")
 
 
 def _scan_starts(data: bytes) -> list[int]:
