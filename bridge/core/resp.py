@@ -404,7 +404,8 @@ _FEED_BYTES = 16 * 1024
 
 
 def _frame_ends(data: bytes) -> list[int]:
-    """Where each reply in `data` ends. Replies are taken from hiredis' parse (C) while each
+    """Where each reply in `data` ends. A leading run of plain bulks (a batch of GETs) is
+    walked by `_bulk_run`. From there replies are taken from hiredis' parse (C) while each
     checks out byte for byte against its value in canonical encoding (what Redis and Upstash
     send): a bulk's or an array's header, every element and every CRLF; a line reply (`+`,
     `-`, `:`) is its line. Such a reply starts where the previous one ended and is exactly
@@ -416,11 +417,13 @@ def _frame_ends(data: bytes) -> list[int]:
     walked by `_scan`, which skips a payload unread: linear in the body's size."""
     ends: list[int] = []
     n = len(data)
-    pos = 0
-    if data[:1] == b"$" or b"*" in data:
+    pos = _bulk_run(data, ends)
+    if pos == n:
+        return ends
+    if data[pos : pos + 1] == b"$" or data.find(b"*", pos) >= 0:
         reader = hiredis.Reader()
         view = memoryview(data)
-        fed = 0
+        fed = pos
         try:
             while pos < n:
                 value = reader.gets()
@@ -455,6 +458,41 @@ def _frame_ends(data: bytes) -> list[int]:
         if (ends[-1] if ends else 0) != n:
             raise RespProtocolError("truncated RESP reply")
     return ends
+
+
+def _bulk_run(data: bytes, ends: list[int]) -> int:
+    """Walk the leading run of bulk replies encoded the canonical way (`$<len>` exactly as
+    Redis writes it, the payload, CRLF; or `$-1`), adding each one's end to `ends`; return
+    where the run stops. The body of a batch of GETs is all such a run: walked here it costs
+    no hiredis start (3.5 us before the first reply). Anything else (another type, a length
+    written any other way, a missing CRLF, a truncated reply) ends the run, for the code
+    after it to decide, with its errors."""
+    n = len(data)
+    pos = 0
+    lengths = _BULK_LENGTHS
+    find = data.find
+    while pos < n and data[pos] == 0x24:  # '$'
+        eol = find(CRLF, pos + 1, pos + 24)
+        if eol < 0:
+            break
+        line = data[pos:eol]
+        length = lengths.get(line)
+        if length is None:
+            try:
+                length = int(line[1:])
+            except ValueError:
+                break
+            if length < _BULK_SMALL or line != b"$%d" % length:
+                break
+        if length < 0:
+            pos = eol + 2
+        else:
+            end = eol + 4 + length
+            if data[end - 2 : end] != CRLF:
+                break
+            pos = end
+        ends.append(pos)
+    return pos
 
 
 def _checked_end(data: bytes, pos: int, value: object) -> int:
@@ -509,6 +547,8 @@ def _flat_bulks(items: list[Any]) -> bytes | None:
 _BULK_SMALL = 1000
 _BULK_LINE = [b"$%d" % n for n in range(_BULK_SMALL)]
 _BULK_HEAD = [line + CRLF for line in _BULK_LINE]
+#: The canonical `$<n>` line of each length under _BULK_SMALL (and `$-1`) -> that length.
+_BULK_LENGTHS = {line: n for n, line in enumerate(_BULK_LINE)} | {b"$-1": -1}
 
 
 class FrameReader:

@@ -138,7 +138,9 @@ def test_a_big_body_is_split_without_feeding_its_bulks_to_hiredis() -> None:
     a bulk that runs past its piece is walked by the exact scan without reading its payload."""
     payload = (b"*1234567\r\n" * 104858)[: 1024 * 1024]  # `*N`-looking, for the guard
     big = b"$1048576\r\n" + payload + b"\r\n"
-    small = b"$5\r\nsmall\r\n" * 3000 + b"*2\r\n$1\r\na\r\n$1\r\nb\r\n" * 500
+    # arrays first: a body that starts with bulks is walked without hiredis up to the first
+    # reply of another kind (see the test after this one)
+    small = b"*2\r\n$1\r\na\r\n$1\r\nb\r\n" * 500 + b"$5\r\nsmall\r\n" * 3000
     data = small + big + small + big + big + small
     log = _FeedLog()
     with mock.patch.object(resp, "hiredis", log):
@@ -154,6 +156,44 @@ def test_a_big_body_is_split_without_feeding_its_bulks_to_hiredis() -> None:
         assert starts and starts[-1] <= cut
         with pytest.raises(RespProtocolError):
             split_frames(head + b"*1000000\r\n")
+
+
+def test_a_run_of_plain_bulks_is_split_before_hiredis_starts() -> None:
+    """A batch of GETs answers with bulks only: they are walked without starting hiredis,
+    which gets the body from the first reply of another kind, or from a bulk written any
+    other way than Redis writes it; a defect in the run is refused as the exact scan does."""
+    run = b"$3\r\nabc\r\n$-1\r\n$0\r\n\r\n" + b"$1500\r\n" + b"x" * 1500 + b"\r\n"
+    log = _FeedLog()
+    with mock.patch.object(resp, "hiredis", log):
+        assert split_frames(run * 50) == _exact_frames(run * 50)
+    assert log.fed == []
+    others = (b"*1\r\n$1\r\na\r\n", b":5\r\n", b"$01\r\na\r\n", b"$+1\r\na\r\n", b"$1 \r\na\r\n")
+    for tail in others:
+        log = _FeedLog()
+        with mock.patch.object(resp, "hiredis", log):
+            frames = split_frames(run + tail + run)
+        assert frames == [*_exact_frames(run), tail, *_exact_frames(run)]
+        if tail[:1] == b"*":  # hiredis starts at the array, not before
+            assert log.fed and log.fed[0] == len(tail + run)
+    for broken in (b"$3\r\nabcd\r\n", b"$3\r\nab", b"$3\r\nabc\r", b"$-2\r\n", b"$x\r\n"):
+        _assert_split_agrees(run + broken)
+        with pytest.raises(RespProtocolError):
+            split_frames(run + broken)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.none() | st.binary(max_size=1200), max_size=12),
+    st.lists(st.tuples(st.integers(0, 20_000), st.binary(max_size=3)), max_size=3),
+)
+def test_bulk_bodies_split_as_the_exact_scan_does(
+    items: list[bytes | None], edits: list[tuple[int, bytes]]
+) -> None:
+    """Bodies of bulks and nils, the run's own input, edited at random: the exact scan's
+    frames or its refusal."""
+    data = b"".join(encode_resp2(v) for v in items)
+    assert split_frames(data) == _exact_frames(data) and len(split_frames(data)) == len(items)
+    _assert_split_agrees(_edited(data, edits))
 
 
 def _scan_starts(data: bytes) -> list[int]:
