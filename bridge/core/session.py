@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from bridge import errors
-from bridge.core import commands, local, monitor
+from bridge.core import commands, local, monitor, rest_codec
 from bridge.core.actions import (
     Action,
     Block,
@@ -179,6 +179,9 @@ class Session(ClientState):
                 return Reply(NULL_EXEC[self.protocol])
             if not queued and not watches:
                 return Reply(b"*0\r\n")
+            refusal = _script_path_refusal(queued, watches)
+            if refusal is not None:
+                return self._error(refusal)
             if any(g.covered for g in watches):
                 # Writes from outside the bridge are seen through keyspace events: the server
                 # layer first makes sure every event published before EXEC has arrived.
@@ -439,3 +442,25 @@ def _has_block(args: list[bytes]) -> bool:
         if low == b"streams":
             return False
     return False
+
+
+def _script_path_refusal(queued: list[QueuedCommand], watches: list[WatchGroup]) -> str | None:
+    """EXEC's error for a transaction that must run as one Lua script (WATCH, or binary
+    arguments, which /multi-exec's JSON cannot carry: see Dispatcher.submit_transaction) and
+    holds a command Redis does not allow in scripts (EVAL, EVALSHA, FCALL, SCRIPT LOAD, ...).
+    Run in the script it would fail alone while the rest of the transaction ran; refused,
+    nothing runs and the client is told why. None when the transaction can run."""
+    remote = [q.args for q in queued if q.local is None]
+    if not watches and all(rest_codec.json_args(args) is not None for args in remote):
+        return None  # one /multi-exec: Redis' own MULTI runs these
+    for args in remote:
+        spec = commands.resolve(args)
+        if spec is not None and "noscript" in spec.flags:
+            name = spec.name.replace("|", " ").upper()
+            why = "WATCH" if watches else "binary (non-UTF-8) arguments"
+            return (
+                f"EXECABORT Transaction discarded: with {why} the bridge runs MULTI/EXEC as "
+                f"one Lua script, and Redis does not allow {name} in scripts; send {name} "
+                "outside the transaction (nothing ran)"
+            )
+    return None

@@ -28,6 +28,14 @@ SCRIPTS: dict[str, Script] = {
     ],
     "wrong-arity-aborts": [("MULTI",), ("GET",), ("SET", "a", "1"), ("EXEC",), ("EXISTS", "a")],
     "unknown-subcommand-aborts": [("MULTI",), ("CONFIG", "FOO"), ("EXEC",)],
+    "scripts-inside-multi": [
+        ("MULTI",),
+        ("EVAL", "return ARGV[1]", "0", "x"),
+        ("SCRIPT", "LOAD", "return 7"),
+        ("EVALSHA", "59b6ab2fbe0ee4b25733de0f62e6cda4899ef8e9", "0"),
+        ("INCR", "c"),
+        ("EXEC",),
+    ],
     "runtime-error-does-not-abort": [
         ("SET", "s", "x"),
         ("MULTI",),
@@ -148,3 +156,37 @@ def test_blocking_command_in_multi_does_not_wait(ports: tuple[int, int]) -> None
         assert conn.call("EXEC") == b"*1\r\n*-1\r\n"
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("why", ["watch", "binary"])
+def test_no_script_command_in_a_script_run_transaction_is_refused_whole(
+    ports: tuple[int, int], why: str
+) -> None:
+    """With WATCH or binary arguments the bridge runs EXEC as one Lua script, where Redis
+    refuses EVAL (and SCRIPT, FUNCTION, FCALL ...): EXEC is refused with an EXECABORT that
+    says so, and nothing of the transaction runs (Redis would run it: a known difference)."""
+    client = redis.Redis(port=ports[1])
+    script = client.register_script("return ARGV[1]")
+    try:
+        pipe = client.pipeline(transaction=True)
+        if why == "watch":
+            pipe.watch("w")
+            pipe.multi()
+        pipe.incr("c")
+        script(args=[b"\x81abc" if why == "binary" else b"x"], client=pipe)
+        with pytest.raises(redis.exceptions.ExecAbortError) as caught:
+            pipe.execute()
+        text = str(caught.value)
+        assert "EVALSHA" in text and "nothing ran" in text
+        assert ("WATCH" in text) == (why == "watch")
+        assert redis.Redis(port=ports[0]).get("c") is None
+        # without the script command the same transaction runs
+        pipe = client.pipeline(transaction=True)
+        if why == "watch":
+            pipe.watch("w")
+            pipe.multi()
+        pipe.incr("c")
+        pipe.set("b", b"\x81abc")
+        assert pipe.execute() == [1, True]
+    finally:
+        client.close()
