@@ -212,6 +212,9 @@ class BridgeState:
         if conn is None:
             return False
         conn.kill()
+        # Gone from CLIENT LIST and the counts at once, as in Redis: the connection's own
+        # task closes it at its next checkpoint, and unregisters it again (a no-op) then.
+        self.unregister(conn)
         return True
 
     def database_problem(self, index: int) -> str | None:
