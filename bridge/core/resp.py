@@ -420,7 +420,7 @@ def _frame_ends(data: bytes) -> list[int]:
     pos = _bulk_run(data, ends)
     if pos == n:
         return ends
-    if data[pos : pos + 1] == b"$" or data.find(b"*", pos) >= 0:
+    if data[:1] == b"$" or data.find(b"*", pos) >= 0:
         reader = hiredis.Reader()
         view = memoryview(data)
         fed = pos
