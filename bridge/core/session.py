@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from bridge import errors
-from bridge.core import commands, local, monitor, rest_codec
+from bridge.core import commands, local, monitor
 from bridge.core.actions import (
     Action,
     Block,
@@ -179,7 +179,8 @@ class Session(ClientState):
                 return Reply(NULL_EXEC[self.protocol])
             if not queued and not watches:
                 return Reply(b"*0\r\n")
-            refusal = _script_path_refusal(queued, watches)
+            transaction = Transaction(queued, watches)
+            refusal = _script_path_refusal(transaction)
             if refusal is not None:
                 return self._error(refusal)
             if any(g.covered for g in watches):
@@ -187,8 +188,8 @@ class Session(ClientState):
                 # layer first makes sure every event published before EXEC has arrived.
                 spec = commands.resolve(args)
                 assert spec is not None
-                return Block(args, spec, exec_plan(Transaction(queued, watches)))
-            return Transaction(queued, watches)
+                return Block(args, spec, exec_plan(transaction))
+            return transaction
         if name == b"discard":
             if self.multi is None:
                 return self._error(errors.DISCARD_WITHOUT_MULTI)
@@ -444,20 +445,18 @@ def _has_block(args: list[bytes]) -> bool:
     return False
 
 
-def _script_path_refusal(queued: list[QueuedCommand], watches: list[WatchGroup]) -> str | None:
-    """EXEC's error for a transaction that must run as one Lua script (WATCH, or binary
-    arguments, which /multi-exec's JSON cannot carry: see Dispatcher.submit_transaction) and
-    holds a command Redis does not allow in scripts (EVAL, EVALSHA, FCALL, SCRIPT LOAD, ...).
-    Run in the script it would fail alone while the rest of the transaction ran; refused,
-    nothing runs and the client is told why. None when the transaction can run."""
-    remote = [q.args for q in queued if q.local is None]
-    if not watches and all(rest_codec.json_args(args) is not None for args in remote):
+def _script_path_refusal(transaction: Transaction) -> str | None:
+    """EXEC's error for a transaction that runs as one Lua script (`multi_exec_json` is None:
+    WATCH, or binary arguments) and holds a command Redis does not allow in scripts (EVAL,
+    EVALSHA, FCALL, SCRIPT LOAD, ...). Run in the script it would fail alone while the rest of
+    the transaction ran; refused, nothing runs and the client is told why."""
+    if transaction.multi_exec_json is not None:
         return None  # one /multi-exec: Redis' own MULTI runs these
-    for args in remote:
-        spec = commands.resolve(args)
+    for queued in transaction.remote:
+        spec = commands.resolve(queued.args)
         if spec is not None and "noscript" in spec.flags:
             name = spec.name.replace("|", " ").upper()
-            why = "WATCH" if watches else "binary (non-UTF-8) arguments"
+            why = "WATCH" if transaction.watches else "binary (non-UTF-8) arguments"
             return (
                 f"EXECABORT Transaction discarded: with {why} the bridge runs MULTI/EXEC as "
                 f"one Lua script, and Redis does not allow {name} in scripts; send {name} "

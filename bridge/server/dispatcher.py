@@ -178,12 +178,12 @@ class Dispatcher:
         checks the watched keys' fingerprints and runs the commands atomically. `deliver` gets
         an EXEC-shaped reply either way (the script's false is EXEC's null array)."""
         commands = [q.args for q in action.remote]
-        json_cmds = [rest_codec.json_args(c) for c in commands]
-        binary = any(j is None for j in json_cmds)
-        if not action.watches and not binary:
-            self.submit(queue, Pending(MULTI, [b"EXEC"], json_cmds, None, deliver))  # type: ignore[arg-type]
+        if action.multi_exec_json is not None:
+            self.submit(queue, Pending(MULTI, [b"EXEC"], action.multi_exec_json, None, deliver))
             return
-        binary = binary or any(rest_codec.json_args(g.keys) is None for g in action.watches)
+        binary = any(rest_codec.json_args(c) is None for c in commands) or any(
+            rest_codec.json_args(g.keys) is None for g in action.watches
+        )
 
         def deliver_script(frame: bytes) -> None:
             deliver(exec_script_reply(frame))
