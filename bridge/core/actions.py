@@ -101,26 +101,28 @@ class Transaction:
     """EXEC of a queued MULTI block: one /multi-exec, or (with WATCH, or a binary argument)
     one checking script."""
 
-    __slots__ = ("commands", "multi_exec_json", "protocol", "silent", "watches")
+    __slots__ = ("commands", "protocol", "silent", "watches")
 
     def __init__(self, commands: list[QueuedCommand], watches: list[WatchGroup]) -> None:
         self.commands = commands
         self.watches = watches
         self.silent = False
         self.protocol = 2
-        #: The remote commands as /multi-exec's JSON arrays; None when EXEC runs as the
-        #: checking script instead (WATCH, or an argument that is not UTF-8, which JSON
-        #: cannot carry). Decided once, here, for the session and the dispatcher.
-        self.multi_exec_json: list[list[str]] | None = None
-        if not watches:
-            remote: list[list[str]] = []
-            for queued in self.remote:
-                as_json = json_args(queued.args)
-                if as_json is None:
-                    break
-                remote.append(as_json)
-            else:
-                self.multi_exec_json = remote
+
+    def multi_exec_json(self) -> list[list[str]] | None:
+        """The remote commands as /multi-exec's JSON arrays; None when EXEC runs as the
+        checking script instead (WATCH, or an argument that is not UTF-8, which JSON cannot
+        carry). The one rule for the session and the dispatcher; computed when asked, since
+        the server layer may still answer queued commands itself (`_publish_aside`)."""
+        if self.watches:
+            return None
+        remote: list[list[str]] = []
+        for queued in self.remote:
+            as_json = json_args(queued.args)
+            if as_json is None:
+                return None
+            remote.append(as_json)
+        return remote
 
     @property
     def remote(self) -> list[QueuedCommand]:

@@ -446,11 +446,11 @@ def _has_block(args: list[bytes]) -> bool:
 
 
 def _script_path_refusal(transaction: Transaction) -> str | None:
-    """EXEC's error for a transaction that runs as one Lua script (`multi_exec_json` is None:
+    """EXEC's error for a transaction that runs as one Lua script (no `multi_exec_json`:
     WATCH, or binary arguments) and holds a command Redis does not allow in scripts (EVAL,
     EVALSHA, FCALL, SCRIPT LOAD, ...). Run in the script it would fail alone while the rest of
     the transaction ran; refused, nothing runs and the client is told why."""
-    if transaction.multi_exec_json is not None:
+    if transaction.multi_exec_json() is not None:
         return None  # one /multi-exec: Redis' own MULTI runs these
     for queued in transaction.remote:
         spec = commands.resolve(queued.args)

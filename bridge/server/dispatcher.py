@@ -178,8 +178,9 @@ class Dispatcher:
         checks the watched keys' fingerprints and runs the commands atomically. `deliver` gets
         an EXEC-shaped reply either way (the script's false is EXEC's null array)."""
         commands = [q.args for q in action.remote]
-        if action.multi_exec_json is not None:
-            self.submit(queue, Pending(MULTI, [b"EXEC"], action.multi_exec_json, None, deliver))
+        json_cmds = action.multi_exec_json()
+        if json_cmds is not None:
+            self.submit(queue, Pending(MULTI, [b"EXEC"], json_cmds, None, deliver))
             return
         binary = any(rest_codec.json_args(c) is None for c in commands) or any(
             rest_codec.json_args(g.keys) is None for g in action.watches
